@@ -1,0 +1,40 @@
+# Two entry points for a fresh machine:
+#   make run   sets up .venv, builds the demo dataset if missing, opens the app
+#   make test  sets up .venv (with test tools and a headless browser), runs the test suite
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export FIFTYONE_DO_NOT_TRACK := true
+export FIFTYONE_DATABASE_VALIDATION := false
+export YOLO_OFFLINE := 1
+
+.PHONY: setup run demo test lint browser bench
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements-dev.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) -m audit demo
+
+run: demo
+	$(PY) -m streamlit run streamlit_app.py
+
+# Debian's chromium for the end-to-end browser test (playwright drives it, downloads nothing).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+lint: setup
+	$(PY) -m ruff check audit pages tests streamlit_app.py
+
+test: setup browser
+	$(PY) -m ruff check audit pages tests streamlit_app.py
+	$(PY) -m pytest -q tests
+
+bench: setup
+	$(PY) -m audit bench speed
+	$(PY) -m audit bench findings

@@ -1,0 +1,127 @@
+"""Command line: ``python -m audit {demo-world, train-demo, demo, ingest, score, export, bench}``.
+
+Every subcommand runs headless with a tqdm progress bar; a bad input ends the command with one
+clear line on stderr and a non-zero exit code, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from audit import constants as C
+
+
+def _parser() -> argparse.ArgumentParser:
+    """Build the argument parser."""
+    p = argparse.ArgumentParser(prog="python -m audit", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    w = sub.add_parser("demo-world", help="write the synthetic demo world (COCO JSON + images)")
+    w.add_argument("--out", type=Path, required=True)
+    w.add_argument("--images", type=int, default=None, help="number of images (default: small)")
+    w.add_argument("--seed", type=int, default=C.SEED)
+    w.add_argument("--noise-rate", type=float, default=None, help="share of boxes given an error")
+
+    t = sub.add_parser("train-demo", help="train the demo YOLO11 checkpoint on a demo world")
+    t.add_argument("--world", type=Path, required=True)
+    t.add_argument("--out", type=Path, default=C.DEMO_CHECKPOINT)
+    t.add_argument("--epochs", type=int, default=40)
+    t.add_argument("--imgsz", type=int, default=320)
+    t.add_argument("--batch", type=int, default=16)
+
+    d = sub.add_parser("demo", help="build the demo world and ingest + score it (idempotent)")
+    d.add_argument("--name", default=C.DEMO_DATASET_NAME)
+    d.add_argument("--force", action="store_true", help="rebuild even if the dataset exists")
+
+    i = sub.add_parser("ingest", help="ingest images + COCO JSON (or data.yaml) + YOLO11 .pt")
+    i.add_argument("--name", required=True)
+    i.add_argument("--images", type=Path, help="image root that COCO file_name is relative to")
+    i.add_argument("--train-json", type=Path)
+    i.add_argument("--val-json", type=Path)
+    i.add_argument("--data-yaml", type=Path, help="an ultralytics data.yaml instead of COCO JSON")
+    i.add_argument("--model", type=Path, required=True)
+    i.add_argument("--imgsz", type=int, default=C.IMGSZ)
+    i.add_argument("--batch", type=int, default=C.INGEST_BATCH)
+    i.add_argument("--device", default="cpu")
+    i.add_argument("--layers", default=",".join(map(str, C.EMBED_LAYERS)),
+                   help="comma-separated model layer indices pooled into the embedding")
+
+    s = sub.add_parser("score", help="run every audit on an ingested dataset and store the scores")
+    s.add_argument("--name", required=True)
+    s.add_argument("--projection", action="append", choices=C.PROJECTION_METHODS,
+                   help="2-D projections to compute (repeatable; default: all)")
+    s.add_argument("--clusters", type=int, default=None, help="k for k-means (default: chosen)")
+
+    e = sub.add_parser("export", help="export corrected labels or the relabel list")
+    e.add_argument("--name", required=True)
+    e.add_argument("--format", required=True, choices=("coco", "yolo", "relabel-csv"))
+    e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--split", choices=C.SPLITS, default=None)
+
+    b = sub.add_parser("bench", help="benchmarks: finding power and speed")
+    b.add_argument("which", choices=("findings", "speed", "ingest", "app"))
+    b.add_argument("--size", default="full", choices=("small", "full"))
+    b.add_argument("--out", type=Path, default=None, help="also write the table here (CSV/JSON)")
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Dispatch one parsed command; imports lazily so --help stays fast."""
+    if args.command == "demo-world":
+        from audit.world.generate import generate_world
+
+        kw = {k: v for k, v in (("n_images", args.images), ("noise_rate", args.noise_rate))
+              if v is not None}
+        summary = generate_world(args.out, seed=args.seed, **kw)
+        print(summary)
+    elif args.command == "train-demo":
+        from audit.world.train import train_demo_checkpoint
+
+        metrics = train_demo_checkpoint(args.world, args.out, epochs=args.epochs,
+                                        imgsz=args.imgsz, batch=args.batch)
+        print(metrics)
+    elif args.command == "demo":
+        from audit.data.demo import build_demo
+
+        build_demo(args.name, force=args.force)
+    elif args.command == "ingest":
+        from audit.data.ingest import ingest
+
+        layers = tuple(int(x) for x in args.layers.split(",") if x.strip())
+        ingest(args.name, images=args.images, train_json=args.train_json,
+               val_json=args.val_json, data_yaml=args.data_yaml, model=args.model,
+               imgsz=args.imgsz, batch=args.batch, device=args.device, layers=layers)
+    elif args.command == "score":
+        from audit.data.scoring import score_dataset
+
+        score_dataset(args.name, projections=tuple(args.projection or C.PROJECTION_METHODS),
+                      n_clusters=args.clusters)
+    elif args.command == "export":
+        from audit.data.exports import export
+
+        path = export(args.name, args.format, args.out, split=args.split)
+        print(path)
+    elif args.command == "bench":
+        from audit.bench import run_bench
+
+        run_bench(args.which, size=args.size, out=args.out)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: what was written so far is kept; run again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Every threshold and default of the auditor, one comment each."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# --- where things live -------------------------------------------------------------------------
+AUDIT_HOME = Path(os.environ.get("AUDIT_HOME", Path.home() / ".yolo-audit"))  # review logs, demo world
+DEMO_DATASET_NAME = "yolo-audit-demo"  # FiftyOne dataset name the demo is ingested under
+DEMO_CHECKPOINT = Path(__file__).resolve().parent / "world" / "demo_yolo11n.pt"  # committed demo model
+SPLITS = ("train", "val")  # the splits the auditor knows
+
+# --- ingest ------------------------------------------------------------------------------------
+IMGSZ = 640  # inference size (letterboxed square side), as ultralytics' default
+PRED_CONF = 0.001  # keep low-confidence predictions so audits see what the model almost said
+PRED_IOU = 0.7  # NMS IoU threshold, as ultralytics' val
+MAX_DET = 100  # predictions kept per image after NMS
+FEATURE_CONF = 0.05  # predictions below this confidence get no per-box feature (storage)
+EMBED_LAYERS = (16, 19, 22)  # YOLO11 neck outputs (P3/8, P4/16, P5/32) pooled into the embedding
+INGEST_BATCH = 8  # images per forward pass and per bulk write
+
+# --- box matching ------------------------------------------------------------------------------
+MATCH_IOU = 0.5  # IoU at which a prediction counts as covering a ground-truth box
+LOCALIZATION_IOU = 0.75  # a class-matched pair below this IoU is a localisation suspect
+NEAR_IOU = 0.1  # below this IoU two boxes are unrelated
+
+# --- mistakenness ------------------------------------------------------------------------------
+MISSING_CONF = 0.5  # prediction confidence above which an unlabelled object is "possibly missing"
+WRONG_CLASS_CONF = 0.5  # confidence of another class above which a label is "possibly wrong"
+SPURIOUS_SCORE = 0.5  # spurious score above which a label is flagged
+BAD_BOX_SCORE = 0.5  # bad-box score above which a label is flagged
+WRONG_CLASS_SCORE = 0.5  # wrong-class score above which a label is flagged
+MISSING_SCORE = 0.5  # missing score above which a prediction is flagged
+
+# --- label inconsistency -----------------------------------------------------------------------
+GROUP_CONTAIN = 0.8  # a prediction counts as inside a box when this fraction of it is covered
+GROUP_MIN_MEMBERS = 2  # a box enclosing at least this many confident same-class predictions is a group box
+GROUP_MEMBER_CONF = 0.25  # predictions above this confidence count as objects inside a box
+PARTIAL_CONF = 0.5  # confident prediction of a class labelled elsewhere in the image, but unlabelled
+GROUP_SCORE = 0.5  # group-box score above which a box is flagged
+PARTIAL_SCORE = 0.5  # partial-labelling score above which a sample is flagged
+MIXED_CONVENTION_MIN = 0.05  # a class mixes conventions when each one covers at least this share
+
+# --- clusters and insights ---------------------------------------------------------------------
+PROJECTION_METHODS = ("pca", "tsne", "umap")  # 2-D projections offered
+N_CLUSTERS = None  # None: choose k by silhouette over CLUSTER_K_RANGE
+CLUSTER_K_RANGE = (3, 12)  # candidate k for KMeans when k is not given
+TSNE_MAX_POINTS = 20_000  # t-SNE beyond this fits a subsample and places the rest by kNN
+UMAP_MAX_POINTS = 50_000  # UMAP fits at most this many points and transforms the rest
+SEED = 0  # default random seed everywhere
+ALPHA = 0.05  # family-wise significance level (Holm-corrected over clusters)
+OVERFIT_RATIO = 1.5  # val loss / train loss in a cluster, over the dataset's ratio, that counts as overfit
+LOW_PERF_RATIO = 1.25  # cluster val loss over dataset val loss that counts as low performance
+MIN_CLUSTER_SIZE = 5  # clusters smaller than this give no insight
+EFFECT_SIZE_MIN = 0.5  # |standardised mean difference| for a metadata field to be named
+CURVE_BINS = 10  # quantile bins in loss-vs-metadata curves
+
+# --- review ------------------------------------------------------------------------------------
+REVIEW_ACTIONS = ("confirm", "fix_class", "delete", "accept_prediction", "relabel", "undo")

@@ -1,0 +1,29 @@
+"""Test-wide environment: every tool's state goes to a temporary folder, nothing to the network.
+
+The variables are set before FiftyOne or ultralytics is imported anywhere, since both read their
+configuration at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+_STATE = Path(tempfile.mkdtemp(prefix="yolo-audit-tests-"))
+os.environ.setdefault("AUDIT_HOME", str(_STATE / "audit-home"))
+os.environ["FIFTYONE_DATABASE_DIR"] = str(_STATE / "fiftyone-db")
+os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
+os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
+os.environ["FIFTYONE_DATASET_ZOO_DIR"] = str(_STATE / "fiftyone-zoo")
+os.environ["FIFTYONE_MODEL_ZOO_DIR"] = str(_STATE / "fiftyone-models")
+os.environ["YOLO_OFFLINE"] = "1"
+os.environ["YOLO_VERBOSE"] = "false"
+os.environ["YOLO_CONFIG_DIR"] = str(_STATE / "ultralytics")
+os.environ["MPLCONFIGDIR"] = str(_STATE / "matplotlib")
+
+
+def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001
+    """Remove the temporary state folder."""
+    shutil.rmtree(_STATE, ignore_errors=True)
