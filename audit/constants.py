@@ -17,6 +17,8 @@ PRED_CONF = 0.001  # keep low-confidence predictions so audits see what the mode
 PRED_IOU = 0.7  # NMS IoU threshold, as ultralytics' val
 MAX_DET = 100  # predictions kept per image after NMS
 FEATURE_CONF = 0.05  # predictions below this confidence get no per-box feature (storage)
+BOX_FEATURE_DIM = 64  # per-box RoI features are reduced to this by a fixed seeded random projection
+BOX_FEATURE_SEED = 1234  # seed of that projection, so features of one dataset stay comparable
 EMBED_LAYERS = (16, 19, 22)  # YOLO11 neck outputs (P3/8, P4/16, P5/32) pooled into the embedding
 INGEST_BATCH = 8  # images per forward pass and per bulk write
 
