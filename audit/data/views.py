@@ -1,0 +1,218 @@
+"""Read-only queries the Streamlit pages need: the only place the UI touches FiftyOne.
+
+Everything returns plain pandas frames or dicts so the pages can cache them with
+``st.cache_data``. Boxes leave this module as absolute pixel ``xyxy`` floats (FiftyOne's relative
+``[x, y, w, h]`` is converted here). Scores keep the auditor's direction: higher = more likely
+wrong, NaN = does not apply.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from audit import constants as C
+
+ISSUES = ("wrong_class", "bad_box", "missing", "spurious", "group_box", "partial_labels")
+BOX_ISSUES = ("wrong_class", "bad_box", "missing", "spurious", "group_box")  # per-detection
+ISSUE_THRESHOLDS = {  # score at or above which a box counts as flagged for that issue
+    "wrong_class": C.WRONG_CLASS_SCORE,
+    "bad_box": C.BAD_BOX_SCORE,
+    "missing": C.MISSING_SCORE,
+    "spurious": C.SPURIOUS_SCORE,
+    "group_box": C.GROUP_SCORE,
+    "partial_labels": C.PARTIAL_SCORE,
+}
+_MISTAKENNESS_FIELDS = ("mistakenness_score", "mistakenness")  # brief vs architecture spelling
+_FLAGGED_FIELDS = ("flagged_issues", "flagged")
+_NUMERIC_FIELDS = ("loss", "loss_box", "loss_cls", "loss_dfl", "n_objects", "median_box_area",
+                   "occlusion_mean_iou")
+BOX_COLUMNS = ["box_id", "source", "x1", "y1", "x2", "y2", "label", "confidence",
+               "suggested_label", *(f"{i}_score" for i in BOX_ISSUES), "flagged_issue",
+               "flag_score"]
+
+
+def list_datasets() -> list[str]:
+    """Names of the persistent datasets that were ingested by the auditor (``info["audit"]``)."""
+    import fiftyone as fo
+
+    names = []
+    for name in fo.list_datasets():
+        info = fo.load_dataset(name).info or {}
+        if "audit" in info:
+            names.append(name)
+    return names
+
+
+def open_dataset(name: str) -> Any:
+    """Load the persistent FiftyOne dataset ``name``.
+
+    Raises:
+        ValueError: no dataset of that name exists.
+    """
+    import fiftyone as fo
+
+    if not fo.dataset_exists(name):
+        raise ValueError(f"no FiftyOne dataset named {name!r}; ingest it or build the demo")
+    return fo.load_dataset(name)
+
+
+def _first_field(schema: dict, candidates: tuple[str, ...]) -> str | None:
+    """First of ``candidates`` present in ``schema``, or None."""
+    return next((f for f in candidates if f in schema), None)
+
+
+def scored_fields(ds: Any) -> dict[str, str | None]:
+    """Which optional scored fields this dataset carries.
+
+    Returns:
+        ``{"mistakenness": name|None, "flagged": name|None}`` plus one ``proj_<m>`` key per
+        computed projection method mapped to its field name.
+    """
+    schema = ds.get_field_schema()
+    out: dict[str, str | None] = {
+        "mistakenness": _first_field(schema, _MISTAKENNESS_FIELDS),
+        "flagged": _first_field(schema, _FLAGGED_FIELDS),
+    }
+    for method in C.PROJECTION_METHODS:
+        if f"proj_{method}" in schema:
+            out[f"proj_{method}"] = f"proj_{method}"
+    return out
+
+
+def samples_table(ds: Any) -> pd.DataFrame:
+    """One row per sample with everything the overview, latent-space and triage pages show.
+
+    Returns:
+        Frame indexed by ``sample_id`` with ``filepath``, ``split``, ``width``, ``height``, the
+        loss and metadata columns present in the dataset, ``cluster`` (int, -1 if absent),
+        ``<issue>_score`` for each issue present, ``mistakenness`` (float, higher = more likely
+        wrong), ``flagged`` (tuple of issue names), ``count_<class>`` and, per computed
+        projection, ``<method>_x`` / ``<method>_y``.
+    """
+    schema = ds.get_field_schema()
+    names = scored_fields(ds)
+    wanted = ["id", "filepath", "split", "metadata.width", "metadata.height",
+              *(f for f in (*_NUMERIC_FIELDS, "cluster", "class_counts") if f in schema),
+              *(f"{i}_score" for i in ISSUES if f"{i}_score" in schema),
+              *(n for n in (names["mistakenness"], names["flagged"]) if n),
+              *(f"proj_{m}" for m in C.PROJECTION_METHODS if f"proj_{m}" in schema)]
+    columns = dict(zip(wanted, ds.values(wanted), strict=True)) if len(ds) else {}
+    frame = pd.DataFrame({k: columns.get(k, []) for k in wanted if not k.startswith("proj_")})
+    frame = frame.rename(columns={"id": "sample_id", "metadata.width": "width",
+                                  "metadata.height": "height"}).set_index("sample_id")
+    return _finish_table(frame, columns, names)
+
+
+def _finish_table(frame: pd.DataFrame, columns: dict, names: dict) -> pd.DataFrame:
+    """Normalise types, expand class counts and projections (helper of ``samples_table``)."""
+    frame["cluster"] = pd.to_numeric(frame.get("cluster", -1), errors="coerce")
+    frame["cluster"] = frame["cluster"].fillna(-1).astype(int)
+    mk = names["mistakenness"]
+    frame["mistakenness"] = (frame.pop(mk).astype(float) if mk else np.nan)
+    fl = names["flagged"]
+    raw_flags = frame.pop(fl) if fl else pd.Series([None] * len(frame), index=frame.index)
+    frame["flagged"] = [tuple(v) if v else () for v in raw_flags]
+    if "class_counts" in frame:
+        counts = pd.DataFrame([c or {} for c in frame.pop("class_counts")], index=frame.index)
+        counts = counts.fillna(0).astype(int).add_prefix("count_")
+        frame = pd.concat([frame, counts], axis=1)
+    for key, values in columns.items():
+        if key.startswith("proj_"):
+            xy = np.array([v if v is not None else (np.nan, np.nan) for v in values], dtype=float)
+            method = key.removeprefix("proj_")
+            frame[f"{method}_x"], frame[f"{method}_y"] = xy[:, 0], xy[:, 1]
+    return frame
+
+
+def sample_boxes(ds: Any, sample_id: str) -> pd.DataFrame:
+    """Ground-truth and predicted boxes of one sample with their issue scores.
+
+    Returns:
+        Frame with columns ``BOX_COLUMNS``: ``source`` is "gt" or "pred", boxes are absolute
+        pixel ``xyxy``, ``confidence`` NaN for gt, ``<issue>_score`` NaN where it does not apply,
+        ``flagged_issue`` the issue with the highest score at or above its threshold (None if
+        the box is not flagged) and ``flag_score`` that score (NaN if not flagged). Sorted by
+        ``flag_score`` descending, so the most suspicious box comes first.
+    """
+    try:
+        sample = ds[sample_id]
+    except KeyError as exc:
+        raise ValueError(f"dataset {ds.name!r} has no sample {sample_id!r}") from exc
+    width, height = _image_size(sample)
+    rows = []
+    for source, field in (("gt", "ground_truth"), ("pred", "predictions")):
+        dets = sample[field].detections if sample.has_field(field) and sample[field] else []
+        rows.extend(_box_row(det, source, width, height) for det in dets)
+    frame = pd.DataFrame(rows, columns=BOX_COLUMNS)
+    return frame.sort_values("flag_score", ascending=False, na_position="last", kind="stable")
+
+
+def _image_size(sample: Any) -> tuple[int, int]:
+    """Width and height in pixels from the sample's metadata, else from the image file."""
+    meta = sample.metadata
+    if meta is not None and meta.width and meta.height:
+        return int(meta.width), int(meta.height)
+    from PIL import Image
+
+    with Image.open(sample.filepath) as img:
+        return img.size
+
+
+def _box_row(det: Any, source: str, width: int, height: int) -> dict:
+    """One ``BOX_COLUMNS`` row from a FiftyOne detection (relative xywh -> absolute xyxy)."""
+    x, y, w, h = det.bounding_box
+    row = {"box_id": det.id, "source": source, "x1": x * width, "y1": y * height,
+           "x2": (x + w) * width, "y2": (y + h) * height, "label": det.label,
+           "confidence": float(det.confidence) if det.confidence is not None else np.nan,
+           "suggested_label": det.get_field("suggested_label")
+           if det.has_field("suggested_label") else None}
+    best, best_score = None, np.nan
+    for issue in BOX_ISSUES:
+        value = det.get_field(f"{issue}_score") if det.has_field(f"{issue}_score") else None
+        score = float(value) if value is not None else np.nan
+        row[f"{issue}_score"] = score
+        if score >= ISSUE_THRESHOLDS[issue] and (best is None or score > best_score):
+            best, best_score = issue, score
+    row["flagged_issue"], row["flag_score"] = best, best_score
+    return row
+
+
+def dataset_overview(ds: Any) -> dict:
+    """Size, splits, classes and scoring time of a dataset.
+
+    Returns:
+        ``{"name", "n_samples", "splits": {split: n}, "classes": [str], "scored_at": str|None,
+        "model": str|None}``.
+    """
+    info = (ds.info or {}).get("audit", {})
+    splits = ds.count_values("split") if "split" in ds.get_field_schema() else {}
+    classes = info.get("class_names") or ds.distinct("ground_truth.detections.label")
+    return {"name": ds.name, "n_samples": len(ds),
+            "splits": {str(k): int(v) for k, v in sorted(splits.items(), key=str)},
+            "classes": [str(c) for c in classes], "scored_at": info.get("scored_at"),
+            "model": info.get("model_path") or info.get("model")}
+
+
+def insights(ds: Any) -> list[dict]:
+    """The stored insights (``Insight.to_dict`` dicts), most severe first."""
+    from audit.data import store
+
+    items = list(store.insights(ds))
+    return sorted(items, key=lambda d: -float(d.get("severity") or 0.0))
+
+
+def evaluation(ds: Any) -> dict:
+    """mAP, mAP50 and per-class AP of the predictions against the ground truth (store.evaluate)."""
+    from audit.data import store
+
+    return dict(store.evaluate(ds))
+
+
+def dataset_version(ds: Any) -> str:
+    """A token that changes when the dataset is re-scored or its size changes (for cache keys)."""
+    ds.reload()
+    info = (ds.info or {}).get("audit", {})
+    return f"{len(ds)}|{info.get('scored_at')}|{ds.last_modified_at}"

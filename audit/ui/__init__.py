@@ -1,0 +1,1 @@
+"""Streamlit-side helpers: typed session state, cached data access, drawing, charts."""

@@ -1,0 +1,58 @@
+"""The triage queue: which flagged samples to review, in which order (pure pandas)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from audit.ui.state import TriageFilter
+
+QUEUE_COLUMNS = ["filepath", "split", "cluster", "score", "flagged"]
+
+
+def build_queue(table: pd.DataFrame, flt: TriageFilter) -> pd.DataFrame:
+    """Flagged samples matching ``flt``, most suspicious first.
+
+    Args:
+        table: the samples table (``views.samples_table``): index ``sample_id``, columns
+            ``split``, ``cluster``, ``flagged`` (tuple of issue names), ``mistakenness``,
+            ``<issue>_score`` and ``count_<class>``.
+        flt: the filter. With an ``issue``, only samples flagged for it are kept and ordered by
+            ``<issue>_score``; otherwise every flagged sample, ordered by ``mistakenness``.
+            With ``sample_ids`` (an insight's evidence) unflagged samples among them are kept too.
+
+    Returns:
+        Frame indexed by ``sample_id`` with ``QUEUE_COLUMNS``; ``score`` is descending (higher =
+        more likely wrong; NaN last); ties keep the table's order.
+    """
+    if table.empty:
+        return pd.DataFrame(columns=QUEUE_COLUMNS, index=pd.Index([], name="sample_id"))
+    flagged = table["flagged"]
+    if flt.sample_ids is not None:
+        keep = table.index.isin(list(flt.sample_ids))
+    else:
+        keep = flagged.map(bool).to_numpy()
+    if flt.issue:
+        keep &= flagged.map(lambda issues: flt.issue in issues).to_numpy()
+    if flt.split:
+        keep &= (table["split"] == flt.split).to_numpy()
+    if flt.cluster is not None:
+        keep &= (table["cluster"] == flt.cluster).to_numpy()
+    if flt.label:
+        column = f"count_{flt.label}"
+        has = table[column].to_numpy() > 0 if column in table else np.zeros(len(table), bool)
+        keep &= has
+    sub = table.loc[keep]
+    score_col = f"{flt.issue}_score" if flt.issue and f"{flt.issue}_score" in sub else None
+    score = sub[score_col] if score_col else sub["mistakenness"]
+    out = sub.assign(score=score.astype(float))[QUEUE_COLUMNS]
+    return out.sort_values("score", ascending=False, na_position="last", kind="stable")
+
+
+def facets(table: pd.DataFrame) -> dict[str, list]:
+    """Filter options: the ``issues``, ``labels``, ``splits`` and ``clusters`` present."""
+    issues = sorted({i for flags in table["flagged"] for i in flags}) if len(table) else []
+    labels = sorted(c.removeprefix("count_") for c in table.columns if c.startswith("count_"))
+    splits = sorted(table["split"].dropna().unique().tolist()) if "split" in table else []
+    clusters = sorted(int(c) for c in table["cluster"].unique() if c >= 0) if len(table) else []
+    return {"issues": issues, "labels": labels, "splits": splits, "clusters": clusters}
