@@ -1,0 +1,45 @@
+"""Benchmarks: finding power against peer tools, and speed (``python -m audit bench ...``).
+
+Each benchmark lives in its own module and is imported only when asked for, so ``--help`` and
+the other benchmarks do not pay for FiftyOne, torch or cleanlab.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+BENCHMARKS = {
+    "findings": ("audit.bench.findings", "bench_findings"),
+    "speed": ("audit.bench.speed", "bench_speed"),
+    "ingest": ("audit.bench.ingest_speed", "bench_ingest"),
+    "app": ("audit.bench.app_speed", "bench_app"),
+}  # name -> (module, function), each called as function(size=..., out=...)
+SIZES = ("small", "full")  # benchmark sizes every benchmark accepts
+
+
+def run_bench(which: str, *, size: str = "full", out: str | Path | None = None) -> Any:
+    """Run one benchmark by name.
+
+    Args:
+        which: one of ``BENCHMARKS`` ("findings", "speed", "ingest", "app").
+        size: "small" (seconds to minutes, for tests) or "full".
+        out: optional file the benchmark also writes its table to.
+
+    Returns:
+        Whatever the benchmark returns (its tables).
+
+    Raises:
+        ValueError: unknown benchmark or size.
+
+    Example:
+        >>> run_bench("findings", size="small")  # doctest: +SKIP
+    """
+    if which not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {which!r}; expected one of {tuple(BENCHMARKS)}")
+    if size not in SIZES:
+        raise ValueError(f"unknown benchmark size {size!r}; expected one of {SIZES}")
+    module, function = BENCHMARKS[which]
+    bench = getattr(import_module(module), function)
+    return bench(size=size, out=None if out is None else Path(out))
