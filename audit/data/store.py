@@ -1,0 +1,354 @@
+"""The FiftyOne dataset: building samples, bulk reads (frames) and bulk writes of audit results.
+
+The only module that builds, reads and writes the persistent dataset (schema in
+docs/ARCHITECTURE.md). Reads use ``values()`` over whole fields, writes use ``set_values`` (nested
+lists for detection attributes); nothing loops over samples calling ``save()``.
+
+Boxes: FiftyOne stores relative ``[x, y, w, h]`` in [0, 1]; every frame leaving this module holds
+absolute pixel ``xyxy`` floats. Scores keep the auditor's direction: higher = more likely wrong,
+NaN = does not apply.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import fiftyone as fo
+import numpy as np
+import pandas as pd
+from fiftyone import ViewField as F
+from numpy.typing import NDArray
+
+from audit.boxes import xywh_rel_to_xyxy_abs, xyxy_abs_to_xywh_rel
+from audit.metadata import count_column
+
+AUDIT_KEY = "audit"  # dataset.info key holding ingest settings, insights and scored_at
+LABEL_FIELDS = {"gt": "ground_truth", "pred": "predictions"}  # boxes-frame source -> field
+LOSS_FIELDS = ("loss_box", "loss_cls", "loss_dfl", "loss")
+BOX_ATTRIBUTES = ("coco_id", "suggested_label", "review_status")  # optional per-box columns
+_SKIP_FIELDS = {"id", "filepath", "tags", "metadata", "created_at", "last_modified_at",
+                "ground_truth", "predictions", "embedding", "class_counts"}
+
+
+def now_iso() -> str:
+    """The current UTC time as an ISO-8601 string (seconds)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# --- datasets ------------------------------------------------------------------------------------
+
+def list_audit_datasets() -> list[str]:
+    """Names of the persistent datasets built by the auditor (they carry ``info["audit"]``).
+
+    Example:
+        >>> list_audit_datasets()  # doctest: +SKIP
+        ['yolo-audit-demo']
+    """
+    names = []
+    for name in fo.list_datasets():
+        try:
+            ds = fo.load_dataset(name)
+        except Exception:  # a dataset another FiftyOne version wrote: not ours to list
+            continue
+        if isinstance((ds.info or {}).get(AUDIT_KEY), dict):
+            names.append(name)
+    return names
+
+
+def load_dataset(name: str) -> fo.Dataset:
+    """Load the persistent dataset ``name``.
+
+    Raises:
+        ValueError: ``no dataset named X; known: ...`` when it does not exist.
+    """
+    if not fo.dataset_exists(name):
+        known = ", ".join(list_audit_datasets()) or "none"
+        raise ValueError(f"no dataset named {name!r}; known: {known}")
+    return fo.load_dataset(name)
+
+
+def create_dataset(name: str, settings: dict[str, Any]) -> fo.Dataset:
+    """Create the persistent, empty dataset ``name`` with ``info["audit"] = settings``."""
+    ds = fo.Dataset(name, persistent=True)
+    ds.info = {AUDIT_KEY: dict(settings)}
+    ds.save()
+    return ds
+
+
+def audit_info(ds: fo.Dataset) -> dict[str, Any]:
+    """A copy of ``ds.info["audit"]`` (empty dict when absent)."""
+    return dict((ds.info or {}).get(AUDIT_KEY) or {})
+
+
+def update_audit_info(ds: fo.Dataset, **values: Any) -> None:
+    """Merge ``values`` into ``ds.info["audit"]`` and save."""
+    info = dict(ds.info or {})
+    info[AUDIT_KEY] = {**audit_info(ds), **values}
+    ds.info = info
+    ds.save()
+
+
+def stored_filepaths(ds: fo.Dataset) -> set[str]:
+    """Filepaths of the samples already in ``ds`` (the resume key of ingest)."""
+    return set(ds.values("filepath")) if len(ds) else set()
+
+
+# --- building samples ----------------------------------------------------------------------------
+
+def _feature(row: NDArray) -> list[float] | None:
+    """A feature row as a list of floats, None for a NaN row."""
+    return None if not np.isfinite(row).all() else [float(v) for v in row]
+
+
+def make_sample(filepath: str, split: str, width: int, height: int, *, gt_boxes: NDArray,
+                gt_labels: list[str], gt_iscrowd: NDArray, gt_coco_ids: NDArray,
+                gt_features: NDArray, pred_boxes: NDArray, pred_labels: list[str],
+                pred_conf: NDArray, pred_features: NDArray, loss: NDArray,
+                embedding: NDArray, metadata: dict[str, Any],
+                class_counts: dict[str, int]) -> fo.Sample:
+    """One FiftyOne sample in the auditor's schema.
+
+    Args:
+        filepath: absolute image path.
+        split: ``"train"`` or ``"val"`` (stored as field ``split`` and as a tag).
+        width: image width in px.
+        height: image height in px.
+        gt_boxes: ``(M, 4)`` absolute px ``xyxy``; labels, iscrowd, coco ids, features
+            ``(M, F)`` aligned.
+        pred_boxes: ``(N, 4)`` absolute px ``xyxy``; labels, confidence, features ``(N, F)``
+            (NaN rows: no feature stored) aligned.
+        loss: ``(3,)`` box, cls, dfl loss of this image (higher = fits the labels worse).
+        embedding: ``(D,)`` image embedding.
+        metadata: scalar fields (``n_objects``, ``median_box_area``, ...).
+        class_counts: ground-truth boxes per class name.
+    """
+    gt_rel = xyxy_abs_to_xywh_rel(gt_boxes, width, height)
+    pred_rel = xyxy_abs_to_xywh_rel(pred_boxes, width, height)
+    gt = [fo.Detection(label=lab, bounding_box=gt_rel[j].tolist(), iscrowd=bool(gt_iscrowd[j]),
+                       coco_id=int(gt_coco_ids[j]), feature=_feature(gt_features[j]))
+          for j, lab in enumerate(gt_labels)]
+    pred = [fo.Detection(label=lab, bounding_box=pred_rel[j].tolist(),
+                         confidence=float(pred_conf[j]), feature=_feature(pred_features[j]))
+            for j, lab in enumerate(pred_labels)]
+    losses = [float(v) for v in loss]
+    return fo.Sample(
+        filepath=filepath, tags=[split], split=split,
+        metadata=fo.ImageMetadata(width=int(width), height=int(height), num_channels=3),
+        ground_truth=fo.Detections(detections=gt), predictions=fo.Detections(detections=pred),
+        loss_box=losses[0], loss_cls=losses[1], loss_dfl=losses[2], loss=float(sum(losses)),
+        embedding=[float(v) for v in embedding], class_counts=dict(class_counts),
+        **{k: _plain(v) for k, v in metadata.items()})
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python scalars, NaN -> None (MongoDB-friendly)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+# --- bulk reads ----------------------------------------------------------------------------------
+
+def _frame_fields(ds: fo.Dataset) -> list[str]:
+    """Top-level scalar/list fields that go into the samples frame, in schema order."""
+    return [f for f in ds.get_field_schema() if f not in _SKIP_FIELDS and not f.startswith("_")]
+
+
+def samples_frame(ds: fo.Dataset) -> tuple[pd.DataFrame, NDArray[np.float32]]:
+    """One row per sample and the aligned image embeddings.
+
+    Returns:
+        ``(frame, embeddings)``: frame indexed by ``sample_id`` with ``filepath``, ``split``,
+        ``width``, ``height`` (px), losses, metadata, ``count_<class>`` per class and, after
+        scoring, scores / ``cluster`` / ``proj_<method>_x|_y`` / ``flagged`` (tuple of issues);
+        embeddings ``(n_samples, D)`` float32 (``(n, 0)`` when none are stored).
+
+    Example:
+        >>> frame, emb = samples_frame(load_dataset("yolo-audit-demo"))  # doctest: +SKIP
+    """
+    fields = _frame_fields(ds)
+    base = ["id", "filepath", "metadata.width", "metadata.height", "class_counts", "embedding"]
+    values = dict(zip(base + fields, ds.values(base + fields), strict=True)) if len(ds) else {}
+    get = lambda k: values.get(k, [])  # noqa: E731
+    frame = pd.DataFrame({"sample_id": get("id"), "filepath": get("filepath"),
+                          "width": get("metadata.width"), "height": get("metadata.height")})
+    for f in fields:
+        col = get(f)
+        if f.startswith("proj_"):
+            xy = np.array([v if v is not None else [np.nan, np.nan] for v in col],
+                          dtype=float).reshape(-1, 2)
+            frame[f"{f}_x"], frame[f"{f}_y"] = xy[:, 0], xy[:, 1]
+        elif f == "flagged":
+            frame[f] = [tuple(v or ()) for v in col]
+        else:
+            frame[f] = [np.nan if v is None else v for v in col]
+    classes = list(audit_info(ds).get("class_names") or [])
+    counts = pd.DataFrame([c or {} for c in get("class_counts")], index=frame.index, dtype=float)
+    for name in dict.fromkeys([*classes, *counts.columns]):
+        col = counts[name] if name in counts else pd.Series(0.0, index=frame.index)
+        frame[count_column(name)] = col.fillna(0).astype(np.int64).to_numpy()
+    frame = frame.set_index("sample_id")
+    emb_list = get("embedding")
+    dim = max((len(e) for e in emb_list if e is not None), default=0)
+    emb = np.full((len(frame), dim), np.nan, dtype=np.float32)
+    for i, e in enumerate(emb_list):
+        if e is not None and len(e) == dim:
+            emb[i] = e
+    return frame, emb
+
+
+def _box_attribute_fields(ds: fo.Dataset, field: str) -> list[str]:
+    """Optional detection attributes present on ``field`` (scores, suggested label, ...)."""
+    schema = ds.get_field_schema(flat=True)
+    prefix = f"{field}.detections."
+    names = [k.removeprefix(prefix) for k in schema if k.startswith(prefix)]
+    return [n for n in names if n.endswith("_score") or n in BOX_ATTRIBUTES]
+
+
+def _flatten(nested: list[list[Any] | None]) -> list[Any]:
+    """Concatenate per-sample lists (None = no detections)."""
+    return [v for row in nested for v in (row or [])]
+
+
+def _source_frame(view: Any, source: str, with_features: bool,
+                  extra: list[str]) -> tuple[pd.DataFrame, list[Any]]:
+    """Boxes of one label field as a frame (+ raw feature lists)."""
+    field = LABEL_FIELDS[source]
+    paths = ["id", "metadata.width", "metadata.height", f"{field}.detections.id",
+             f"{field}.detections.bounding_box", f"{field}.detections.label",
+             f"{field}.detections.confidence", f"{field}.detections.iscrowd",
+             *(f"{field}.detections.{a}" for a in extra)]
+    if with_features:
+        paths.append(f"{field}.detections.feature")
+    vals = (dict(zip(paths, view.values(paths), strict=True)) if len(view)
+            else {p: [] for p in paths})
+    ids = vals[f"{field}.detections.id"]
+    n_per = [len(r or []) for r in ids]
+    width = np.repeat(np.asarray(vals["metadata.width"], dtype=float), n_per)
+    height = np.repeat(np.asarray(vals["metadata.height"], dtype=float), n_per)
+    xyxy = xywh_rel_to_xyxy_abs(np.array(_flatten(vals[f"{field}.detections.bounding_box"]),
+                                     dtype=float), width, height)
+    conf = np.array([np.nan if c is None else c
+                     for c in _flatten(vals[f"{field}.detections.confidence"])], dtype=float)
+    frame = pd.DataFrame({
+        "sample_id": np.repeat(np.asarray(vals["id"], dtype=object), n_per),
+        "box_id": _flatten(ids), "source": source,
+        "x1": xyxy[:, 0], "y1": xyxy[:, 1], "x2": xyxy[:, 2], "y2": xyxy[:, 3],
+        "label": _flatten(vals[f"{field}.detections.label"]),
+        "confidence": conf if source == "pred" else np.full(len(conf), np.nan),
+        "iscrowd": [bool(v) for v in _flatten(vals[f"{field}.detections.iscrowd"])]})
+    for a in extra:
+        col = _flatten(vals[f"{field}.detections.{a}"])
+        frame[a] = [np.nan if v is None else v for v in col] if a.endswith("_score") else col
+    feats = _flatten(vals[f"{field}.detections.feature"]) if with_features else []
+    return frame, feats
+
+
+def boxes_frame(ds: fo.Dataset, *, min_confidence: float = 0.0,
+                with_features: bool = True) -> tuple[pd.DataFrame, NDArray[np.float32] | None]:
+    """One row per box, ground truth then predictions, and the aligned per-box features.
+
+    Args:
+        ds: the dataset (or a view of it).
+        min_confidence: predictions below this confidence are left out (gt always kept).
+        with_features: also return the per-box features.
+
+    Returns:
+        ``(frame, features)``: frame with ``sample_id``, ``box_id``, ``source`` (gt|pred),
+        ``x1, y1, x2, y2`` absolute px ``xyxy``, ``label``, ``confidence`` (NaN for gt),
+        ``iscrowd``, plus stored ``<issue>_score`` (higher = more likely wrong) /
+        ``suggested_label`` / ``coco_id`` columns; features ``(n_boxes, F)`` float32 with NaN rows
+        where none is stored, or None when ``with_features`` is False.
+
+    Example:
+        >>> boxes, feats = boxes_frame(ds, min_confidence=0.05)  # doctest: +SKIP
+    """
+    view = ds.filter_labels("predictions", F("confidence") >= min_confidence, only_matches=False) \
+        if min_confidence > 0 else ds
+    parts, feats = [], []
+    for source in ("gt", "pred"):
+        frame, f = _source_frame(view, source, with_features,
+                                 _box_attribute_fields(ds, LABEL_FIELDS[source]))
+        parts.append(frame)
+        feats += f
+    frame = pd.concat(parts, ignore_index=True) if any(len(p) for p in parts) else parts[0]
+    if not with_features:
+        return frame, None
+    dim = max((len(v) for v in feats if v is not None), default=0)
+    out = np.full((len(frame), dim), np.nan, dtype=np.float32)
+    for i, v in enumerate(feats):
+        if v is not None:
+            out[i] = v
+    return frame, out
+
+
+# --- small reads ---------------------------------------------------------------------------------
+
+def insights(ds: fo.Dataset) -> list[dict[str, Any]]:
+    """The insights stored by the last scoring (``Insight.to_dict()`` dicts), [] if unscored."""
+    return [dict(d) for d in audit_info(ds).get("insights") or []]
+
+
+def dataset_summary(ds: fo.Dataset) -> dict[str, Any]:
+    """Size and settings of an audit dataset.
+
+    Returns:
+        ``{"name", "n_samples", "splits": {split: n}, "classes", "n_gt_boxes", "n_pred_boxes",
+        "ingest": {model, imgsz, layers, ...}, "complete", "scored_at"}``.
+    """
+    info = audit_info(ds)
+    has_split = "split" in ds.get_field_schema()
+    ingest_keys = ("model", "imgsz", "layers", "conf", "iou", "max_det", "feature_conf",
+                   "sources", "ingested_at")
+    return {
+        "name": ds.name, "n_samples": len(ds),
+        "splits": dict(ds.count_values("split")) if has_split else {},
+        "classes": list(info.get("class_names") or []),
+        "n_gt_boxes": ds.count("ground_truth.detections") if len(ds) else 0,
+        "n_pred_boxes": ds.count("predictions.detections") if len(ds) else 0,
+        "ingest": {k: info[k] for k in ingest_keys if k in info},
+        "complete": bool(info.get("complete")), "scored_at": info.get("scored_at"),
+    }
+
+
+def evaluate(ds: fo.Dataset, *, iou: float = 0.5) -> dict[str, Any]:
+    """COCO-style detection metrics of the stored predictions against the ground truth.
+
+    Runs FiftyOne's ``evaluate_detections`` (COCO protocol, ``iscrowd`` honoured) once over IoU
+    0.50:0.95 and reads mAP at ``iou`` from the same precision array; cached in
+    ``info["audit"]["evaluation"]`` keyed by model and the dataset's last modification.
+
+    Returns:
+        ``{"mAP": COCO mAP50-95, "mAP50": mAP at ``iou``, "per_class_AP": {class: AP50-95},
+        "per_class_AP50": {...}, "iou": iou, "key": cache key}`` (higher = better).
+    """
+    info = audit_info(ds)
+    stamp = ds.bounds("last_modified_at")[1] if len(ds) else None
+    key = f"{info.get('model')}|{stamp}|iou={iou:g}"
+    cached = info.get("evaluation")
+    if isinstance(cached, dict) and cached.get("key") == key:
+        return cached
+    if not len(ds) or not ds.count("ground_truth.detections"):
+        raise ValueError(f"dataset {ds.name!r} has no ground-truth boxes to evaluate against")
+    threshs = sorted({round(0.5 + 0.05 * i, 2) for i in range(10)} | {round(iou, 4)})
+    res = ds.evaluate_detections("predictions", gt_field="ground_truth", compute_mAP=True,
+                                 iou_threshs=threshs, classwise=True, progress=False)
+    precision = np.asarray(res.precision, dtype=float)  # (n_iou, n_classes, n_recall), -1 = n/a
+    coco = [i for i, t in enumerate(threshs) if round(0.5 + 0.05 * round((t - 0.5) / 0.05), 2)
+            == round(t, 2) and 0.5 <= t <= 0.95]
+    at_iou = threshs.index(round(iou, 4))
+    valid = precision[0, :, 0] > -1
+    ap = np.where(valid, precision[coco].mean(axis=(0, 2)), np.nan)
+    ap50 = np.where(valid, precision[at_iou].mean(axis=1), np.nan)
+    classes = [str(c) for c in res.classes]
+    out = {"mAP": float(np.nanmean(ap)) if valid.any() else float("nan"),
+           "mAP50": float(np.nanmean(ap50)) if valid.any() else float("nan"),
+           "per_class_AP": {c: float(a) for c, a, v in zip(classes, ap, valid, strict=True) if v},
+           "per_class_AP50": {c: float(a) for c, a, v in zip(classes, ap50, valid, strict=True)
+                              if v},
+           "iou": float(iou), "key": key}
+    update_audit_info(ds, evaluation=out)
+    return out
