@@ -35,28 +35,17 @@ BOX_COLUMNS = ["box_id", "source", "x1", "y1", "x2", "y2", "label", "confidence"
 
 
 def list_datasets() -> list[str]:
-    """Names of the persistent datasets that were ingested by the auditor (``info["audit"]``)."""
-    import fiftyone as fo
+    """Names of the persistent datasets built by the auditor (``store.list_audit_datasets``)."""
+    from audit.data import store
 
-    names = []
-    for name in fo.list_datasets():
-        info = fo.load_dataset(name).info or {}
-        if "audit" in info:
-            names.append(name)
-    return names
+    return list(store.list_audit_datasets())
 
 
 def open_dataset(name: str) -> Any:
-    """Load the persistent FiftyOne dataset ``name``.
+    """Load the persistent dataset ``name`` (ValueError naming the known ones if absent)."""
+    from audit.data import store
 
-    Raises:
-        ValueError: no dataset of that name exists.
-    """
-    import fiftyone as fo
-
-    if not fo.dataset_exists(name):
-        raise ValueError(f"no FiftyOne dataset named {name!r}; ingest it or build the demo")
-    return fo.load_dataset(name)
+    return store.load_dataset(name)
 
 
 def _first_field(schema: dict, candidates: tuple[str, ...]) -> str | None:
@@ -128,26 +117,50 @@ def _finish_table(frame: pd.DataFrame, columns: dict, names: dict) -> pd.DataFra
 
 
 def sample_boxes(ds: Any, sample_id: str) -> pd.DataFrame:
-    """Ground-truth and predicted boxes of one sample with their issue scores.
+    """Ground-truth (as reviewed so far) and predicted boxes of one sample with their scores.
+
+    The ground truth is the review store's corrected copy (``ground_truth_reviewed``) once the
+    sample has a decision, else the original ``ground_truth``.
 
     Returns:
-        Frame with columns ``BOX_COLUMNS``: ``source`` is "gt" or "pred", boxes are absolute
-        pixel ``xyxy``, ``confidence`` NaN for gt, ``<issue>_score`` NaN where it does not apply,
-        ``flagged_issue`` the issue with the highest score at or above its threshold (None if
-        the box is not flagged) and ``flag_score`` that score (NaN if not flagged). Sorted by
-        ``flag_score`` descending, so the most suspicious box comes first.
+        Frame with columns ``BOX_COLUMNS`` + ``review_status``: ``source`` is "gt" or "pred",
+        boxes are absolute pixel ``xyxy``, ``confidence`` NaN for gt, ``<issue>_score`` NaN where
+        it does not apply, ``flagged_issue`` the issue with the highest score at or above its
+        threshold (None if the box is not flagged) and ``flag_score`` that score (NaN if not
+        flagged). Sorted by ``flag_score`` descending, so the most suspicious box comes first.
     """
-    try:
-        sample = ds[sample_id]
-    except KeyError as exc:
-        raise ValueError(f"dataset {ds.name!r} has no sample {sample_id!r}") from exc
+    from audit.data.review_store import REVIEWED_FIELD
+
+    sample = _get_sample(ds, sample_id)
     width, height = _image_size(sample)
     rows = []
-    for source, field in (("gt", "ground_truth"), ("pred", "predictions")):
-        dets = sample[field].detections if sample.has_field(field) and sample[field] else []
+    gt_field = REVIEWED_FIELD if _non_empty(sample, REVIEWED_FIELD) else "ground_truth"
+    for source, field in (("gt", gt_field), ("pred", "predictions")):
+        dets = sample[field].detections if _non_empty(sample, field) else []
         rows.extend(_box_row(det, source, width, height) for det in dets)
-    frame = pd.DataFrame(rows, columns=BOX_COLUMNS)
+    frame = pd.DataFrame(rows, columns=[*BOX_COLUMNS, "review_status"])
     return frame.sort_values("flag_score", ascending=False, na_position="last", kind="stable")
+
+
+def sample_review(ds: Any, sample_id: str) -> dict:
+    """Review state of one sample: ``{"revision": int, "status": str}`` (0 / "unreviewed")."""
+    sample = _get_sample(ds, sample_id)
+    get = lambda f: sample[f] if sample.has_field(f) else None  # noqa: E731
+    return {"revision": int(get("review_revision") or 0),
+            "status": str(get("review_status") or "unreviewed")}
+
+
+def _get_sample(ds: Any, sample_id: str) -> Any:
+    """The sample, fresh from the database; ValueError naming the dataset if absent."""
+    try:
+        return ds[sample_id]
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"dataset {ds.name!r} has no sample {sample_id!r}") from exc
+
+
+def _non_empty(sample: Any, field: str) -> bool:
+    """Whether ``sample`` has a non-None label field ``field``."""
+    return bool(sample.has_field(field) and sample[field] is not None)
 
 
 def _image_size(sample: Any) -> tuple[int, int]:
@@ -177,23 +190,25 @@ def _box_row(det: Any, source: str, width: int, height: int) -> dict:
         if score >= ISSUE_THRESHOLDS[issue] and (best is None or score > best_score):
             best, best_score = issue, score
     row["flagged_issue"], row["flag_score"] = best, best_score
+    row["review_status"] = det.get_field("review_status") if det.has_field("review_status") \
+        else None
     return row
 
 
 def dataset_overview(ds: Any) -> dict:
-    """Size, splits, classes and scoring time of a dataset.
+    """Size, splits, classes, scoring time and model of a dataset (``store.dataset_summary``).
 
     Returns:
         ``{"name", "n_samples", "splits": {split: n}, "classes": [str], "scored_at": str|None,
-        "model": str|None}``.
+        "model": str|None, ...}`` (the summary's other keys kept).
     """
-    info = (ds.info or {}).get("audit", {})
-    splits = ds.count_values("split") if "split" in ds.get_field_schema() else {}
-    classes = info.get("class_names") or ds.distinct("ground_truth.detections.label")
-    return {"name": ds.name, "n_samples": len(ds),
-            "splits": {str(k): int(v) for k, v in sorted(splits.items(), key=str)},
-            "classes": [str(c) for c in classes], "scored_at": info.get("scored_at"),
-            "model": info.get("model_path") or info.get("model")}
+    from audit.data import store
+
+    summary = dict(store.dataset_summary(ds))
+    if not summary.get("classes"):
+        summary["classes"] = sorted(map(str, ds.distinct("ground_truth.detections.label")))
+    summary["model"] = summary.get("ingest", {}).get("model")
+    return summary
 
 
 def insights(ds: Any) -> list[dict]:

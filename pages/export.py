@@ -1,0 +1,69 @@
+"""Export: corrected labels as COCO JSON / YOLO txt, the relabel list, a saved FiftyOne view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from audit import constants as C
+from audit.ui.common import require_dataset, shown_errors
+
+FORMATS = {  # button label -> exports.export format
+    "COCO JSON": "coco",
+    "YOLO txt": "yolo",
+    "Relabel CSV": "relabel-csv",
+}
+WRITTEN_KEY = "export_written"  # list of (what, path) written in this session
+
+
+def check_folder(text: str) -> Path:
+    """The output folder typed by the user; ValueError when it cannot be one."""
+    if not text.strip():
+        raise ValueError("type an output folder")
+    folder = Path(text.strip()).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is a file, not a folder")
+    return folder
+
+
+def _export(name: str, fmt: str, folder_text: str, split: str | None) -> None:
+    """Run one export and remember the written path."""
+    from audit.data.exports import export
+
+    with shown_errors(f"Export to {fmt}"), st.spinner(f"Writing {fmt}…"):
+        path = export(name, fmt, check_folder(folder_text), split=split)
+        st.session_state.setdefault(WRITTEN_KEY, []).append((fmt, str(path)))
+
+
+def _save_view(name: str, view_name: str) -> None:
+    """Save the flagged samples as a named FiftyOne view."""
+    from audit.data.exports import save_flagged_view
+
+    with shown_errors("Saving the view"):
+        saved = save_flagged_view(name, view_name)
+        st.session_state.setdefault(WRITTEN_KEY, []).append(("fiftyone view", str(saved)))
+
+
+name = require_dataset()
+st.title("Export")
+st.write("Labels are exported **with the review decisions applied** (fixed classes, deleted "
+         "boxes, accepted predictions); the relabel CSV lists the images marked for relabelling "
+         "and the flagged boxes not yet reviewed.")
+default_folder = str(C.AUDIT_HOME / name / "exports")
+folder = st.text_input("Output folder", value=default_folder, key="export_folder")
+split_choice = st.selectbox("Split", ["(all)", *C.SPLITS], key="export_split")
+split = None if split_choice == "(all)" else split_choice
+cols = st.columns(len(FORMATS) + 1)
+for col, (label, fmt) in zip(cols, FORMATS.items(), strict=False):
+    if col.button(label, key=f"export_{fmt}", use_container_width=True):
+        _export(name, fmt, folder, split)
+view_name = cols[-1].text_input("View name", value="flagged", key="export_view_name",
+                                label_visibility="collapsed")
+if cols[-1].button("FiftyOne saved view", key="export_view", use_container_width=True):
+    _save_view(name, view_name)
+written = st.session_state.get(WRITTEN_KEY) or []
+if written:
+    st.subheader("Written")
+    for what, path in reversed(written):
+        st.markdown(f"- **{what}**: `{path}`")

@@ -1,0 +1,94 @@
+"""Insights: one card per finding with its evidence plot and hand-offs to triage / FiftyOne."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from audit.ui import cache, charts
+from audit.ui.common import require_dataset, shown_errors
+from audit.ui.state import TriageFilter, get_state
+
+SEVERITY_ICON = ((0.66, ":red[●] high"), (0.33, ":orange[●] medium"), (0.0, ":blue[●] low"))
+
+
+def _severity(value) -> str:
+    """Coloured severity word for a severity in [0, 1] (higher = more severe)."""
+    v = float(value or 0.0)
+    return next(word for bound, word in SEVERITY_ICON if v >= bound)
+
+
+def evidence_frame(evidence: dict) -> pd.DataFrame | None:
+    """The plot data of an insight's evidence as a frame (records or columns), or None."""
+    data = evidence.get("data")
+    if data is None:
+        columns = {k: v for k, v in evidence.items() if isinstance(v, list) and k != "sample_ids"}
+        lengths = {len(v) for v in columns.values()}
+        data = columns if columns and len(lengths) == 1 else None
+    if data is None:
+        return None
+    frame = pd.DataFrame(data)
+    return frame if not frame.empty else None
+
+
+def _evidence_chart(evidence: dict):
+    """An Altair chart for the evidence, or None when it holds no plottable data."""
+    frame = evidence_frame(evidence)
+    if frame is None:
+        return None
+    kind = str(evidence.get("plot", ""))
+    x = evidence.get("x") or frame.columns[0]
+    y = evidence.get("y") or next(c for c in frame.columns if c != x and pd.api.types
+                                  .is_numeric_dtype(frame[c]))
+    color = evidence.get("color") or ("split" if "split" in frame and x != "split" else None)
+    if "count" in kind or "bar" in kind or not pd.api.types.is_numeric_dtype(frame[x]):
+        return charts.bar_chart(frame, x=x, y=y, color=color)
+    return charts.line_chart(frame, x=x, y=y, color=color)
+
+
+def _open_in_fiftyone(name: str, sample_ids: list[str]) -> None:
+    """Launch (or reuse) the FiftyOne App on the samples and keep its URL in the state."""
+    from audit.data.app_launch import launch_app
+
+    with st.spinner("Starting the FiftyOne App…"):
+        get_state().fiftyone_url = launch_app(name, sample_ids=sample_ids)
+
+
+def _card(name: str, i: int, item: dict) -> None:
+    """One insight card."""
+    with st.container(border=True):
+        st.markdown(f"#### {item.get('title', 'Insight')}")
+        st.markdown(f"{_severity(item.get('severity'))} · {item.get('kind', '')}"
+                    + (f" · cluster {item['cluster']}" if item.get("cluster") is not None else "")
+                    + (f" · class {item['label']}" if item.get("label") else ""))
+        st.write(item.get("sentence", ""))
+        with shown_errors("Drawing the evidence"):
+            chart = _evidence_chart(item.get("evidence") or {})
+            if chart is not None:
+                st.altair_chart(chart, use_container_width=True)
+        ids = [str(s) for s in item.get("sample_ids") or []]
+        c = st.columns(3)
+        c[0].caption(f"{len(ids):,} samples")
+        if c[1].button("Review in triage", key=f"insights_triage_{i}", disabled=not ids):
+            get_state().set_triage(TriageFilter(sample_ids=tuple(ids),
+                                                source=item.get("title", "an insight")))
+            st.switch_page("pages/triage.py")
+        if c[2].button("Open in FiftyOne App", key=f"insights_fiftyone_{i}", disabled=not ids):
+            with shown_errors("Launching the FiftyOne App"):
+                _open_in_fiftyone(name, ids)
+
+
+name = require_dataset()
+st.title("Insights")
+items = cache.insights(name, cache.version(name))
+url = get_state().fiftyone_url
+if url:
+    st.success(f"FiftyOne App: [{url}]({url})")
+if not items:
+    st.info("No insight: the dataset is not scored yet, or nothing stands out.")
+    st.stop()
+kinds = sorted({str(d.get("kind", "")) for d in items})
+chosen = st.multiselect("Kinds", kinds, default=kinds, key="insights_kinds")
+for index, insight in enumerate(items):
+    if str(insight.get("kind", "")) in chosen:
+        _card(name, index, insight)

@@ -1,0 +1,179 @@
+"""Triage: flagged samples most-suspicious first; confirm, fix, delete, accept, relabel, undo."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pandas as pd
+import streamlit as st
+
+from audit.data import views
+from audit.ui import cache, decide
+from audit.ui.common import draw_sample, require_dataset, shown_errors
+from audit.ui.state import TriageFilter, get_state
+
+ALL = "(all)"
+
+
+def _choice(label: str, options: list, current, key: str, container):
+    """A selectbox over ``[ALL, *options]`` starting at ``current``; returns None for ALL."""
+    values = [ALL, *options]
+    index = values.index(current) if current in values else 0
+    picked = container.selectbox(label, values, index=index, key=key)
+    return None if picked == ALL else picked
+
+
+def _filters(name: str) -> TriageFilter:
+    """Filter widgets; a change resets the queue position."""
+    state = get_state()
+    opts, flt = cache.facets(name), state.triage
+    c = st.columns(4)
+    new = replace(flt, issue=_choice("Issue", opts["issues"], flt.issue, "triage_issue", c[0]),
+                  label=_choice("Class", opts["labels"], flt.label, "triage_class", c[1]),
+                  split=_choice("Split", opts["splits"], flt.split, "triage_split", c[2]),
+                  cluster=_choice("Cluster", opts["clusters"], flt.cluster, "triage_cluster",
+                                  c[3]))
+    if flt.sample_ids is not None:
+        st.info(f"Showing the {len(flt.sample_ids):,} samples of: {flt.source or 'a selection'}")
+        if st.button("Show every flagged sample", key="triage_clear_source"):
+            new = replace(new, sample_ids=None, source="")
+    if new != flt:
+        state.set_triage(new)
+    return state.triage
+
+
+def _progress(name: str) -> None:
+    """Reviewed / flagged counter of the whole dataset."""
+    from audit.data.review_store import review_progress
+
+    reviewed, total = review_progress(cache.dataset(name))
+    st.progress(reviewed / total if total else 0.0,
+                text=f"Reviewed {reviewed:,} of {total:,} flagged samples")
+
+
+def _navigation(queue: pd.DataFrame) -> str:
+    """Previous / next buttons; returns the current sample id."""
+    state = get_state()
+    n = len(queue)
+    state.triage_position = min(max(state.triage_position, 0), n - 1)
+    c = st.columns([1, 1, 4])
+    c[0].button("◀ Previous", key="triage_prev", on_click=decide.step, args=(-1, n),
+                disabled=state.triage_position == 0, use_container_width=True)
+    c[1].button("Next ▶", key="triage_next", on_click=decide.step, args=(1, n),
+                disabled=state.triage_position >= n - 1, use_container_width=True)
+    sid = str(queue.index[state.triage_position])
+    row = queue.iloc[state.triage_position]
+    c[2].markdown(f"**{state.triage_position + 1} / {n}** · `{sid}` · {row['split']} · "
+                  f"cluster {row['cluster']} · score {row['score']:.2f} · "
+                  f"{', '.join(row['flagged']) or 'not flagged'}")
+    return sid
+
+
+def _box_caption(row: pd.Series) -> str:
+    """One line naming a box, its issue and the model's suggestion."""
+    hint = f" → {row['suggested_label']}" if isinstance(row["suggested_label"], str) else ""
+    status = f" [{row['review_status']}]" if isinstance(row["review_status"], str) else ""
+    conf = f" ({row['confidence']:.2f})" if row["source"] == "pred" else ""
+    return (f"{row['flagged_issue']} {row['flag_score']:.2f}: {row['source']} "
+            f"'{row['label']}'{conf}{hint}{status}")
+
+
+def _box_actions(name: str, sid: str, revision: int, boxes: pd.DataFrame, row: pd.Series,
+                 classes: list[str]) -> None:
+    """Buttons for one flagged box."""
+    box_id = row["box_id"]
+    common = {"args": (name, sid, revision)}
+    if row["source"] == "pred":  # a possibly missing object: accept it as a new label
+        label = st.selectbox("Class of the new label", classes, key="triage_accept_class",
+                             index=classes.index(row["label"]) if row["label"] in classes else 0)
+        st.button("Accept the model's box as a new label", key="triage_accept", type="primary",
+                  on_click=decide.record, **common,
+                  kwargs={"action": "accept_prediction", "box_id": box_id, "new_label": label})
+        st.button("Dismiss (not an object)", key="triage_confirm", on_click=decide.record,
+                  **common, kwargs={"action": "confirm", "box_id": None,
+                                    "note": f"dismissed prediction {box_id}"})
+        return
+    c = st.columns(2)
+    c[0].button("Confirm label", key="triage_confirm", on_click=decide.record, **common,
+                kwargs={"action": "confirm", "box_id": box_id})
+    c[1].button("Delete box", key="triage_delete", on_click=decide.record, **common,
+                kwargs={"action": "delete", "box_id": box_id})
+    suggested = row["suggested_label"] if row["suggested_label"] in classes else row["label"]
+    new_label = st.selectbox("Correct class", classes, key="triage_fix_class",
+                             index=classes.index(suggested) if suggested in classes else 0)
+    st.button("Fix class", key="triage_fix", on_click=decide.record, **common,
+              kwargs={"action": "fix_class", "box_id": box_id, "new_label": new_label},
+              disabled=new_label == row["label"])
+    pred = decide.best_prediction(boxes, row)
+    if pred is not None:
+        xyxy = tuple(float(v) for v in pred[["x1", "y1", "x2", "y2"]])
+        st.button(f"Use the model's box ({pred['label']} {pred['confidence']:.2f})",
+                  key="triage_accept_box", on_click=decide.record, **common,
+                  kwargs={"action": "accept_prediction", "box_id": box_id, "box": xyxy})
+
+
+def _image_actions(name: str, sid: str, revision: int) -> None:
+    """Image-level relabel request and undo."""
+    note = st.text_input("Note for the relabelling team", key="triage_note")
+    st.button("Mark image for relabelling", key="triage_relabel", on_click=decide.record,
+              args=(name, sid, revision), kwargs={"action": "relabel", "note": note})
+    st.button("Undo the last decision on this image", key="triage_undo", on_click=decide.record,
+              args=(name, sid, revision), kwargs={"action": "undo"}, disabled=revision == 0)
+
+
+def _message() -> None:
+    """Show (once) the outcome of the last decision."""
+    kind, text = st.session_state.pop(decide.MESSAGE_KEY, (None, ""))
+    if kind == "success":
+        st.success(text)
+    elif kind == "conflict":
+        st.warning(f"Conflict: {text}")
+    elif kind == "error":
+        st.error(text)
+
+
+def _sample(name: str, sid: str, path: str) -> None:
+    """Image with boxes on the left, decisions on the right."""
+    ds = cache.dataset(name)
+    review = views.sample_review(ds, sid)
+    boxes = views.sample_boxes(ds, sid)
+    flagged = boxes[boxes["flagged_issue"].notna()].reset_index(drop=True)
+    classes = cache.overview(name, cache.version(name))["classes"]
+    left, right = st.columns([3, 2])
+    with right:
+        st.markdown(f"Review status: **{review['status']}** (revision {review['revision']})")
+        picked = None
+        if flagged.empty:
+            st.caption("No box of this sample is over a flag threshold.")
+        else:
+            i = st.radio("Flagged boxes", flagged.index, key="triage_box",
+                         format_func=lambda k: _box_caption(flagged.loc[k]))
+            picked = flagged.loc[i if i in flagged.index else 0]
+            _box_actions(name, sid, review["revision"], boxes, picked, classes)
+        st.divider()
+        _image_actions(name, sid, review["revision"])
+    with left:
+        show_pred = st.toggle("Show predictions", value=True, key="triage_show_pred")
+        image = draw_sample(path, boxes, highlight_box=None if picked is None
+                            else picked["box_id"], show_pred=show_pred, min_confidence=0.25)
+        st.image(image, caption="green: labels · orange dashed: predictions · red: flagged box",
+                 use_container_width=True)
+
+
+name = require_dataset()
+state = get_state()
+st.title("Triage")
+if not state.reviewer:
+    st.caption("Tip: put your name in the sidebar so your decisions carry it.")
+with shown_errors("Reading the review progress"):
+    _progress(name)
+flt = _filters(name)
+queue = cache.triage_queue(name, flt)
+_message()
+if queue.empty:
+    st.info("No flagged sample matches these filters.")
+    st.stop()
+sample_id = _navigation(queue)
+state.analysis_sample = sample_id
+with shown_errors(f"Showing sample {sample_id}"):
+    _sample(name, sample_id, queue.loc[sample_id, "filepath"])
