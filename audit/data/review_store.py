@@ -1,0 +1,438 @@
+"""Apply review decisions to the FiftyOne dataset: one conditional write per decision.
+
+Order of one decision (``record_decision``):
+
+1. read the sample's raw document and check its ``review_revision`` equals the decision's
+   ``base_revision`` (else :class:`ReviewConflict`, nothing written);
+2. append the decision with the sample's before/after state to the review log
+   (``audit.reviews``: exclusive lock + fsync, durable);
+3. ONE ``update_one`` on the dataset's MongoDB sample collection, filtered on ``_id``,
+   ``review_revision == base_revision`` and "decision id not yet applied", that sets the corrected
+   boxes, the status, ``review_revision = base + 1`` and pushes the decision id. FiftyOne's own
+   ``Sample.save()`` is not conditional, so this goes through ``Dataset._sample_collection`` (a
+   pymongo ``Collection``); the in-memory sample, if any, is reloaded afterwards. If another
+   writer got there first the update matches nothing and :class:`ReviewConflict` is raised.
+
+A process killed between 2 and 3 loses nothing: :func:`replay_log` re-applies every logged
+decision whose id is not in its sample's ``review_decision_ids`` and whose base revision is still
+the sample's revision (the others lost a race and were reported as conflicts).
+
+Schema written here: sample fields ``ground_truth_reviewed`` (Detections: a copy of
+``ground_truth`` made at the sample's first decision, then corrected; the original
+``ground_truth`` is never touched), ``review_revision`` (int, number of applied decisions),
+``review_status`` (``unreviewed`` / ``confirmed`` / ``fixed`` / ``relabel``),
+``review_decision_ids`` (list of decision ids in applied order); detection attributes
+``review_status`` and, on boxes taken from a prediction, ``accepted_from`` (the prediction id).
+Box coordinates: ``Decision.box`` is absolute pixel xyxy, stored as FiftyOne relative
+``[x, y, w, h]`` using the sample's ``metadata.width/height`` (or ``width``/``height`` fields).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import fiftyone as fo
+import pandas as pd
+from bson import ObjectId, json_util
+from bson.errors import InvalidId
+from fiftyone import ViewField as F
+from tqdm.auto import tqdm
+
+from audit.reviews import (
+    ACTION_STATUS,
+    Decision,
+    LogRecord,
+    append_record,
+    merge_status,
+    read_records,
+    undo_target,
+)
+
+REVIEWED_FIELD = "ground_truth_reviewed"  # corrected copy of ground_truth
+REVIEWED_STATUSES = ("confirmed", "fixed", "relabel")  # statuses that count as reviewed
+_PROJECTION = {k: 1 for k in ("ground_truth", REVIEWED_FIELD, "predictions", "metadata", "width",
+                              "height", "review_revision", "review_status", "review_decision_ids")}
+
+
+class ReviewConflict(ValueError):
+    """A decision was based on a revision that another decision already replaced.
+
+    Attributes:
+        decision: the refused decision.
+        current_revision: the sample's revision now.
+        others: the decisions applied to the sample since ``decision.base_revision``, oldest
+            first, so a UI can show who changed what.
+    """
+
+    def __init__(self, decision: Decision, current_revision: int,
+                 others: Sequence[Decision]) -> None:
+        self.decision = decision
+        self.current_revision = current_revision
+        self.others = tuple(others)
+        who = ", ".join(f"{o.action} by {o.reviewer or 'unknown'} at {o.created_at}"
+                        for o in self.others) or "decisions not in the log"
+        super().__init__(f"dataset {decision.dataset!r}, sample {decision.sample_id}: decision "
+                         f"{decision.decision_id} was based on review revision "
+                         f"{decision.base_revision} but the sample is at revision "
+                         f"{current_revision} ({who}); reload the sample and decide again")
+
+
+@dataclass(frozen=True)
+class ReviewOutcome:
+    """What one applied decision did.
+
+    Attributes:
+        decision: the decision.
+        revision: the sample's review revision after it (the next decision's base_revision).
+        sample_status: the sample's review status after it.
+        box_id: the ground-truth box it changed (a new id for an accepted prediction), or None.
+    """
+
+    decision: Decision
+    revision: int
+    sample_status: str
+    box_id: str | None
+
+
+def ensure_review_fields(ds: fo.Dataset) -> None:
+    """Declare the review fields on ``ds`` if missing (idempotent; call before forking writers)."""
+    wanted = {REVIEWED_FIELD, "review_revision", "review_status", "review_decision_ids"}
+    if wanted <= set(ds.get_field_schema()):
+        return
+    ds.reload()  # another process may have declared them since this handle was loaded
+    schema = ds.get_field_schema()
+    if REVIEWED_FIELD not in schema:
+        ds.add_sample_field(REVIEWED_FIELD, fo.EmbeddedDocumentField,
+                            embedded_doc_type=fo.Detections)
+    if "review_revision" not in schema:
+        ds.add_sample_field("review_revision", fo.IntField)
+    if "review_status" not in schema:
+        ds.add_sample_field("review_status", fo.StringField)
+    if "review_decision_ids" not in schema:
+        ds.add_sample_field("review_decision_ids", fo.ListField, subfield=fo.StringField)
+
+
+def _to_json(value: Any) -> Any:
+    """BSON value (ObjectId, bytes, NaN) -> plain JSON-safe value (MongoDB extended JSON)."""
+    return json.loads(json_util.dumps(value))
+
+
+def _from_json(value: Any) -> Any:
+    """Inverse of :func:`_to_json`."""
+    return json_util.loads(json.dumps(value))
+
+
+def _load_doc(ds: fo.Dataset, sample_id: str) -> dict[str, Any]:
+    """The sample's raw document (review-relevant fields), or ``ValueError`` naming it."""
+    try:
+        oid = ObjectId(sample_id)
+    except (InvalidId, TypeError):
+        raise ValueError(f"dataset {ds.name!r}: {sample_id!r} is not a sample id") from None
+    doc = ds._sample_collection.find_one({"_id": oid}, _PROJECTION)
+    if doc is None:
+        raise ValueError(f"dataset {ds.name!r} has no sample {sample_id}")
+    return doc
+
+
+def _boxes(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Deep copy of the sample's current corrected boxes (raw detection dicts)."""
+    labels = doc.get(REVIEWED_FIELD) or doc.get("ground_truth") or {}
+    return copy.deepcopy(labels.get("detections") or [])
+
+
+def _find(dets: Sequence[dict[str, Any]], box_id: str) -> tuple[int | None, dict | None]:
+    """Index and dict of the detection with id ``box_id``, or ``(None, None)``."""
+    for i, det in enumerate(dets):
+        if str(det.get("_id")) == box_id:
+            return i, det
+    return None, None
+
+
+def _relative(box: Sequence[float], doc: dict[str, Any], sample_id: str) -> list[float]:
+    """Absolute pixel xyxy -> FiftyOne relative ``[x, y, w, h]`` using the sample's image size."""
+    meta = doc.get("metadata") or {}
+    width, height = meta.get("width") or doc.get("width"), meta.get("height") or doc.get("height")
+    if not width or not height:
+        raise ValueError(f"sample {sample_id}: no image size (metadata.width/height) to convert "
+                         f"box {tuple(box)} from pixels")
+    x1, y1, x2, y2 = box
+    return [x1 / width, y1 / height, (x2 - x1) / width, (y2 - y1) / height]
+
+
+def _state(status: str, box_id: str | None, index: int | None, det: dict | None) -> dict:
+    """One before/after state of a log record (JSON-safe)."""
+    return {"sample_status": status, "box_id": box_id, "index": index,
+            "box": _to_json(det) if det is not None else None}
+
+
+def _from_prediction(doc: dict, decision: Decision) -> tuple[str, dict]:
+    """A new ground-truth box copied from the prediction ``decision.box_id``."""
+    preds = (doc.get("predictions") or {}).get("detections") or []
+    _, pred = _find(preds, decision.box_id)
+    if pred is None:
+        raise ValueError(f"sample {decision.sample_id}: box {decision.box_id} is neither in its "
+                         "ground truth nor in its predictions")
+    new = {k: copy.deepcopy(v) for k, v in pred.items()
+           if k not in ("_id", "confidence", "suggested_label") and not k.endswith("_score")}
+    new.update(_id=ObjectId(), iscrowd=False, accepted_from=decision.box_id)
+    return str(new["_id"]), new
+
+
+def _changed_box(det: dict, decision: Decision, doc: dict) -> dict | None:
+    """The box after a box-level decision (None = deleted)."""
+    if decision.action == "delete":
+        return None
+    new = copy.deepcopy(det)
+    if decision.action == "fix_class":
+        new["label"] = decision.new_label
+    if decision.action == "accept_prediction":
+        if decision.box is None:
+            raise ValueError(f"decision {decision.decision_id}: accept_prediction on ground-truth "
+                             f"box {decision.box_id} needs the prediction's box (xyxy px)")
+        new["bounding_box"] = _relative(decision.box, doc, decision.sample_id)
+        if decision.new_label:
+            new["label"] = decision.new_label
+    new["review_status"] = ACTION_STATUS[decision.action]
+    return new
+
+
+def _plan(doc: dict, decision: Decision, applied: Sequence[LogRecord]) -> tuple[dict, dict]:
+    """Before and after states of ``decision`` applied to ``doc`` (raw sample document)."""
+    status = doc.get("review_status") or "unreviewed"
+    dets = _boxes(doc)
+    if decision.action == "undo":
+        target = undo_target(applied)
+        if target is None:
+            raise ValueError(f"sample {decision.sample_id}: nothing to undo")
+        box_id = target.after["box_id"]
+        index, det = _find(dets, box_id) if box_id else (None, None)
+        index = target.after["index"] if index is None else index
+        return _state(status, box_id, index, det), copy.deepcopy(target.before)
+    after_status = merge_status(status, decision.action)
+    if decision.box_id is None:
+        return _state(status, None, None, None), _state(after_status, None, None, None)
+    index, det = _find(dets, decision.box_id)
+    if det is None and decision.action == "accept_prediction":
+        box_id, new = _from_prediction(doc, decision)
+        if decision.box is not None:
+            new["bounding_box"] = _relative(decision.box, doc, decision.sample_id)
+        if decision.new_label:
+            new["label"] = decision.new_label
+        new["review_status"] = "fixed"
+        return _state(status, box_id, len(dets), None), _state(after_status, box_id, len(dets), new)
+    if det is None:
+        raise ValueError(f"sample {decision.sample_id}: box {decision.box_id} is not in its "
+                         "ground truth")
+    new = _changed_box(det, decision, doc)
+    return (_state(status, decision.box_id, index, det),
+            _state(after_status, decision.box_id, index, new))
+
+
+def _apply_state(dets: list[dict], state: dict) -> list[dict]:
+    """The box list with ``state``'s box put in place (or removed when it is None)."""
+    if state["box_id"] is None:
+        return dets
+    out = [d for d in dets if str(d.get("_id")) != state["box_id"]]
+    if state["box"] is not None:
+        out.insert(min(state["index"], len(out)), _from_json(state["box"]))
+    return out
+
+
+def _write(ds: fo.Dataset, doc: dict, record: LogRecord) -> bool:
+    """The one conditional update; True if it applied (doc must be at the record's base)."""
+    decision = record.decision
+    base = decision.base_revision
+    reviewed = {"_cls": "Detections", "detections": _apply_state(_boxes(doc), record.after)}
+    result = ds._sample_collection.update_one(
+        {"_id": doc["_id"], "review_revision": base if base else {"$in": [0, None]},
+         "review_decision_ids": {"$ne": decision.decision_id}},
+        {"$set": {REVIEWED_FIELD: reviewed, "review_revision": base + 1,
+                  "review_status": record.after["sample_status"],
+                  "last_modified_at": datetime.now(UTC)},
+         "$push": {"review_decision_ids": decision.decision_id}},
+    )
+    return result.matched_count == 1
+
+
+def _decisions(ds: fo.Dataset, ids: Sequence[str], home) -> list[Decision]:
+    """The logged decisions with these ids, in the order of ``ids``."""
+    by_id = {r.decision.decision_id: r.decision for r in read_records(ds.name, home=home)}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+def _conflict(ds: fo.Dataset, decision: Decision, doc: dict, home) -> ReviewConflict:
+    """Build the conflict error with the decisions applied since the decision's base."""
+    applied = doc.get("review_decision_ids") or []
+    since = applied[decision.base_revision:]
+    return ReviewConflict(decision, doc.get("review_revision") or 0, _decisions(ds, since, home))
+
+
+def record_decision(ds: fo.Dataset, decision: Decision, *, home=None) -> ReviewOutcome:
+    """Log and apply one decision atomically (see the module docstring for the order).
+
+    Args:
+        ds: the dataset named by ``decision.dataset``.
+        decision: the decision; ``base_revision`` must be the sample's current review revision.
+        home: folder holding the review logs (default ``constants.AUDIT_HOME``).
+
+    Returns:
+        A :class:`ReviewOutcome`; recording an already-applied decision again returns its outcome.
+
+    Raises:
+        ReviewConflict: the sample moved past ``base_revision``; carries the other decisions.
+        ValueError: unknown sample or box, a decision for another dataset, nothing to undo.
+
+    Example:
+        >>> out = record_decision(ds, Decision(dataset=ds.name, sample_id=sid, box_id=bid,
+        ...                       action="fix_class", new_label="cat", base_revision=0))
+        >>> out.revision
+        1
+    """
+    if decision.dataset != ds.name:
+        raise ValueError(f"decision {decision.decision_id} is for dataset {decision.dataset!r}, "
+                         f"not {ds.name!r}")
+    ensure_review_fields(ds)
+    doc = _load_doc(ds, decision.sample_id)
+    applied = doc.get("review_decision_ids") or []
+    if decision.decision_id in applied:
+        return _outcome_of_applied(ds, decision, applied, home)
+    if (doc.get("review_revision") or 0) != decision.base_revision:
+        raise _conflict(ds, decision, doc, home)
+    history = []
+    if decision.action == "undo":
+        by_id = {r.decision.decision_id: r for r in read_records(ds.name, home=home)}
+        history = [by_id[i] for i in applied if i in by_id]
+    before, after = _plan(doc, decision, history)
+    record = LogRecord(decision, before, after)
+    append_record(record, home=home)
+    if not _write(ds, doc, record):
+        doc = _load_doc(ds, decision.sample_id)
+        if decision.decision_id not in (doc.get("review_decision_ids") or []):
+            raise _conflict(ds, decision, doc, home)  # lost the race after the early check
+    fo.Sample._reload_doc(ds._sample_collection_name, decision.sample_id)
+    return ReviewOutcome(decision, decision.base_revision + 1, after["sample_status"],
+                         after["box_id"])
+
+
+def _outcome_of_applied(ds, decision: Decision, applied: list[str], home) -> ReviewOutcome:
+    """Outcome of a decision that is already applied (idempotent re-record)."""
+    record = next((r for r in read_records(ds.name, home=home)
+                   if r.decision.decision_id == decision.decision_id), None)
+    status = record.after["sample_status"] if record else "unreviewed"
+    box_id = record.after["box_id"] if record else decision.box_id
+    return ReviewOutcome(decision, applied.index(decision.decision_id) + 1, status, box_id)
+
+
+def _revisions(ds: fo.Dataset, sample_ids: set[str]) -> dict[str, tuple[int, list[str]]]:
+    """``sample_id -> (review_revision, review_decision_ids)`` for the existing samples."""
+    oids = [ObjectId(s) for s in sample_ids if ObjectId.is_valid(s)]
+    docs = ds._sample_collection.find({"_id": {"$in": oids}},
+                                      {"review_revision": 1, "review_decision_ids": 1})
+    return {str(d["_id"]): (d.get("review_revision") or 0, list(d.get("review_decision_ids") or []))
+            for d in docs}
+
+
+def replay_log(ds: fo.Dataset, *, home=None, progress: bool = True) -> int:
+    """Re-apply logged decisions that never reached the dataset (e.g. a kill between writes).
+
+    A logged decision is re-applied when its id is not in its sample's ``review_decision_ids``
+    and its ``base_revision`` is still the sample's revision; decisions whose base is stale lost
+    a race (they were reported as conflicts) and are left out. Idempotent.
+
+    Returns:
+        The number of decisions applied now.
+    """
+    records = [r for r in read_records(ds.name, home=home) if r.decision.dataset == ds.name]
+    if not records:
+        return 0
+    ensure_review_fields(ds)
+    state = _revisions(ds, {r.decision.sample_id for r in records})
+    missing = {r.decision.sample_id for r in records} - set(state)
+    if missing:
+        warnings.warn(f"review log of {ds.name!r}: {len(missing)} sample(s) no longer in the "
+                      f"dataset, their decisions are skipped (e.g. {sorted(missing)[0]})",
+                      stacklevel=2)
+    applied = 0
+    for record in tqdm(records, desc="replay reviews", disable=not progress):
+        d = record.decision
+        if d.sample_id not in state:
+            continue
+        revision, ids = state[d.sample_id]
+        if d.decision_id in ids or d.base_revision != revision:
+            continue
+        if _write(ds, _load_doc(ds, d.sample_id), record):
+            state[d.sample_id] = (revision + 1, [*ids, d.decision_id])
+            applied += 1
+    if applied:
+        ds.reload()
+    return applied
+
+
+def list_decisions(ds: fo.Dataset, *, sample_id: str | None = None, home=None) -> pd.DataFrame:
+    """Every logged decision of ``ds`` (optionally one sample's), in log order.
+
+    Returns:
+        One row per decision: the :class:`Decision` fields, ``state`` (``applied``; ``pending``:
+        logged but not applied, :func:`replay_log` would apply it; ``rejected``: lost a race;
+        ``sample_missing``: the sample is no longer in the dataset),
+        and ``revision`` (the sample revision it produced; NaN unless applied).
+    """
+    records = [r for r in read_records(ds.name, home=home)
+               if sample_id is None or r.decision.sample_id == sample_id]
+    columns = [*Decision.__dataclass_fields__, "state", "revision"]
+    state = _revisions(ds, {r.decision.sample_id for r in records})
+    simulated = {sid: rev for sid, (rev, _) in state.items()}
+    rows = []
+    for record in records:
+        d = record.decision
+        _, ids = state.get(d.sample_id, (0, []))
+        if d.sample_id not in state:
+            row_state, produced = "sample_missing", float("nan")
+        elif d.decision_id in ids:
+            row_state, produced = "applied", float(ids.index(d.decision_id) + 1)
+        elif d.base_revision == simulated[d.sample_id]:
+            row_state, produced = "pending", float("nan")
+            simulated[d.sample_id] += 1
+        else:
+            row_state, produced = "rejected", float("nan")
+        rows.append({**d.to_dict(), "state": row_state, "revision": produced})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def current_revision(ds: fo.Dataset, sample_id: str) -> int:
+    """The sample's review revision now: the ``base_revision`` for its next decision."""
+    return _load_doc(ds, sample_id).get("review_revision") or 0
+
+
+def review_progress(ds: fo.Dataset | fo.DatasetView) -> tuple[int, int]:
+    """``(reviewed, total_flagged)``: flagged samples with a decision, and all flagged samples.
+
+    A sample is flagged when its ``flagged`` list (written by scoring) is non-empty; reviewed when
+    its ``review_status`` is confirmed, fixed or relabel. ``(0, 0)`` before scoring.
+    """
+    schema = ds.get_field_schema()
+    if "flagged" not in schema:
+        return 0, 0
+    flagged = ds.exists("flagged").match(F("flagged").length() > 0)
+    if "review_status" not in schema:
+        return 0, flagged.count()
+    return flagged.match(F("review_status").is_in(REVIEWED_STATUSES)).count(), flagged.count()
+
+
+def corrected_detections(ds: fo.Dataset | fo.DatasetView) -> fo.DatasetView:
+    """A view whose ``ground_truth`` holds the corrected boxes: reviewed where present, else GT.
+
+    Nothing is written: the view swaps the field with an aggregation expression, so FiftyOne's
+    exporters and ``values()`` read corrected labels (deleted boxes gone, fixed classes and
+    accepted predictions in) while the stored ``ground_truth`` stays the original.
+    """
+    if REVIEWED_FIELD not in ds.get_field_schema():
+        return ds.view()
+    reviewed = F(REVIEWED_FIELD)
+    return ds.set_field("ground_truth", (reviewed != None).if_else(reviewed, F("ground_truth")))  # noqa: E711
