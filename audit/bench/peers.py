@@ -140,8 +140,9 @@ def objectlab_scores(
     Returns:
         PeerScores. ``boxes`` columns (all ``1 - ObjectLab quality``, higher = more likely wrong):
         ``swap`` and ``badloc`` on ground truth, ``overlooked`` on predictions (NaN where
-        ObjectLab does not score the prediction), and ``box_overall`` = max(swap, badloc) on
-        ground truth. ``samples.image_score`` = 1 - ``get_label_quality_scores``.
+        ObjectLab does not score the prediction), and ``image_overall`` on ground truth: its
+        image's ``1 - get_label_quality_scores`` (ObjectLab has no per-box spurious score).
+        ``samples.image_score`` = 1 - ``get_label_quality_scores``.
 
     Raises:
         ValueError: if a column is missing or ``sample_ids`` is empty.
@@ -167,13 +168,15 @@ def objectlab_scores(
         "swap": 1.0 - _cat(swap),
         "badloc": 1.0 - _cat(badloc),
     })
-    gt["box_overall"] = gt[["swap", "badloc"]].max(axis=1)
+    image_bad = 1.0 - np.asarray(quality, dtype=float)
+    owner = np.repeat(np.arange(len(sample_ids)), [len(ids) for ids in gt_order])
+    gt["image_overall"] = image_bad[owner]
     pred = pd.DataFrame({
         "box_id": [b for ids in pred_order for b in ids],
         "overlooked": 1.0 - _cat(overlooked),
     })
     out = pd.concat([gt, pred], ignore_index=True).set_index("box_id")
-    samples = pd.DataFrame({"image_score": 1.0 - np.asarray(quality, dtype=float)},
+    samples = pd.DataFrame({"image_score": image_bad},
                            index=pd.Index(sample_ids, name="sample_id"))
     return PeerScores(boxes=out, samples=samples)
 

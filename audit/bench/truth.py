@@ -4,8 +4,13 @@
 ``split``, ``image_id`` (COCO image id), ``annotation_ids`` (noisy COCO annotation ids,
 ';'-joined, empty for a drop), ``clean_annotation_ids``, ``error_type`` in
 {drop, flip, shift, spawn, merge}, ``clean_bbox``, ``clean_label``, ``noisy_bbox``,
-``noisy_label``. Boxes are COCO ``[x, y, w, h]`` in absolute pixels, as a JSON list (a list of
-such lists when one error involves several boxes, e.g. a merge).
+``noisy_label``. Boxes are COCO ``[x, y, w, h]`` in absolute pixels, four numbers per box,
+boxes ';'-joined when one error involves several (a merge).
+
+Shelf images also carry a labelling *convention* that is no injected error: books boxed per group,
+or some books left unlabelled. Those boxes are neither errors nor clean labels, so they are left
+out of every box-level evaluation (see :func:`convention_rows`); image-level truth counts only
+injected errors.
 
 Truth per box, for each error type separately:
 
@@ -14,7 +19,8 @@ Truth per box, for each error type separately:
   type of error are left out of that type's evaluation).
 * drop: among predictions with confidence >= ``conf_floor``, positives are those matching
   (IoU >= ``iou``) a dropped clean box of their image; predictions matching the clean box of
-  another error (a flipped, shifted or merged object) are left out; all others are negatives.
+  another error (a flipped, shifted or merged object) or of a book unlabelled by convention are
+  left out; all others are negatives.
 
 Truth per image: the image holds at least one injected error.
 """
@@ -90,12 +96,12 @@ def _ids(text: str) -> tuple[int, ...]:
 def parse_boxes(text: str) -> NDArray[np.float64]:
     """Parse COCO ``[x, y, w, h]`` box text into absolute xyxy, shape ``(K, 4)``.
 
-    Accepts a JSON list of four numbers, a JSON list of such lists, ';'-joined boxes of
-    comma-separated numbers, or an empty string (K = 0).
+    Accepts ';'-joined boxes of four space- or comma-separated numbers (the generator's
+    format), a JSON list of four numbers or of such lists, or an empty string (K = 0).
 
     Example:
-        >>> parse_boxes("[10, 20, 5, 5]").tolist()
-        [[10.0, 20.0, 15.0, 25.0]]
+        >>> parse_boxes("10 20 5 5;0 0 1 2").tolist()
+        [[10.0, 20.0, 15.0, 25.0], [0.0, 0.0, 1.0, 2.0]]
     """
     text = str(text).strip()
     if not text:
@@ -104,7 +110,8 @@ def parse_boxes(text: str) -> NDArray[np.float64]:
         data = json.loads(text)
         data = data if data and isinstance(data[0], list) else [data]
     else:
-        data = [[float(v) for v in part.split(",")] for part in text.split(";") if part.strip()]
+        data = [[float(v) for v in part.replace(",", " ").split()]
+                for part in text.split(";") if part.strip()]
     xywh = np.asarray(data, dtype=float).reshape(-1, 4)
     if not np.isfinite(xywh).all() or (xywh[:, 2:] < 0).any():
         raise ValueError(f"bad box {text!r}: expected [x, y, w, h] with w, h >= 0")
@@ -122,7 +129,8 @@ def box_truth(
     """Truth labels per box and error type.
 
     Args:
-        noise: as returned by :func:`read_noise`.
+        noise: as returned by :func:`read_noise`, optionally with :func:`convention_rows`
+            appended (their boxes are then left out).
         gt: one row per noisy ground-truth box: ``split``, ``image_id`` (COCO image id),
             ``ann_id`` (COCO annotation id), ``box_id``.
         pred: one row per prediction: ``split``, ``image_id``, ``box_id``, ``x1, y1, x2, y2``
@@ -178,6 +186,45 @@ def _drop_truth(noise: pd.DataFrame, pred: pd.DataFrame, *, conf_floor: float,
     })
 
 
+def convention_rows(noise: pd.DataFrame, noisy: dict[str, dict], clean: dict[str, dict],
+                    ) -> pd.DataFrame:
+    """Pseudo-noise rows (``error_type`` "convention") for labels set by a book convention.
+
+    A noisy annotation whose id is neither a clean id nor named in ``noise`` is a group box; a
+    clean annotation missing from the noisy file and from every noise row is a book left
+    unlabelled (partial convention) or covered by a group box.
+
+    Args:
+        noise: as returned by :func:`read_noise`.
+        noisy: split -> the noisy COCO dict (``<split>.json``).
+        clean: split -> the clean COCO dict (``<split>_clean.json``).
+
+    Returns:
+        Frame with the columns of :func:`read_noise`, one row per image with such labels:
+        ``annotation_ids`` the group boxes, ``clean_boxes`` the unlabelled clean boxes (xyxy).
+    """
+    rows = []
+    for split in sorted(set(noisy) & set(clean)):
+        part = noise[noise["split"] == split]
+        named = {a for ids in part["annotation_ids"] for a in ids}
+        named_clean = {a for ids in part["clean_annotation_ids"] for a in ids}
+        clean_anns = {a["id"]: a for a in clean[split]["annotations"]}
+        noisy_anns = {a["id"]: a for a in noisy[split]["annotations"]}
+        per_image: dict[int, tuple[list, list]] = {}
+        for aid, ann in noisy_anns.items():
+            if aid not in clean_anns and aid not in named:
+                per_image.setdefault(ann["image_id"], ([], []))[0].append(aid)
+        for aid, ann in clean_anns.items():
+            if aid not in noisy_anns and aid not in named_clean:
+                per_image.setdefault(ann["image_id"], ([], []))[1].append(ann["bbox"])
+        for image_id, (ids, boxes) in sorted(per_image.items()):
+            text = ";".join(" ".join(str(v) for v in b) for b in boxes)
+            rows.append({"split": split, "image_id": int(image_id), "error_type": "convention",
+                         "annotation_ids": tuple(ids), "clean_annotation_ids": (),
+                         "clean_boxes": parse_boxes(text)})
+    return pd.DataFrame(rows, columns=list(noise.columns))
+
+
 def image_truth(noise: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     """Truth per image: does it hold at least one injected error.
 
@@ -191,6 +238,7 @@ def image_truth(noise: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     Example:
         >>> image_truth(noise, images)["has_error"].mean()  # doctest: +SKIP
     """
+    noise = noise[noise["error_type"].isin(ERROR_TYPES)]
     erred = set(zip(noise["split"], noise["image_id"].astype(int), strict=True))
     has = [(s, int(i)) in erred for s, i in zip(images["split"], images["image_id"], strict=True)]
     return pd.DataFrame({"split": images["split"].to_numpy(), "has_error": has},
