@@ -349,8 +349,12 @@ class Detector:
         if self._bare is None:
             self._bare = YOLO(str(self.path))
         if images:
-            self._bare.predict([im[..., ::-1] for im in images], imgsz=imgsz, conf=conf,
-                               device=self.device, verbose=False)
+            threads = torch.get_num_threads()  # ultralytics' device selection lowers it
+            try:
+                self._bare.predict([im[..., ::-1] for im in images], imgsz=imgsz, conf=conf,
+                                   device=self.device, verbose=False)
+            finally:
+                torch.set_num_threads(threads)
 
 
 def load_detector(path: str | Path, *, device: str = "cpu",
