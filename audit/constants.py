@@ -34,6 +34,16 @@ SPURIOUS_SCORE = 0.5  # spurious score above which a label is flagged
 BAD_BOX_SCORE = 0.5  # bad-box score above which a label is flagged
 WRONG_CLASS_SCORE = 0.5  # wrong-class score above which a label is flagged
 MISSING_SCORE = 0.5  # missing score above which a prediction is flagged
+KNN_K = 10  # neighbours (cosine, per-box features, other images only) behind the kNN evidence
+KNN_REFERENCE_MAX = 4000  # labelled boxes kept (seeded subsample) as the kNN reference set
+REFERENCE_CONF = 0.5  # a gt box confirmed by a same-class prediction this confident is "clean"
+FAR_Z_LOW = 2.0  # robust z of kNN distance where "looks unlike any labelled object" starts
+FAR_Z_HIGH = 6.0  # robust z of kNN distance where that evidence is full
+ATYPICAL_WEIGHT = 0.45  # weight of box-feature atypicality in bad-box (< 0.5: never flags alone)
+LOSS_BOOST = 0.3  # at most this share of the remaining gap is added for a high-loss image
+LOSS_Z_HIGH = 3.0  # robust z of the image loss (within its split) giving the full loss boost
+MISSING_LOOK_WEIGHT = 0.8  # weight of "looks like labelled objects" for an unlabelled prediction
+MISSING_LOOK_CONF = 0.1  # prediction confidence from which that look-alike evidence counts fully
 
 # --- label inconsistency -----------------------------------------------------------------------
 GROUP_CONTAIN = 0.8  # a prediction counts as inside a box when this fraction of it is covered
@@ -43,6 +53,7 @@ PARTIAL_CONF = 0.5  # confident prediction of a class labelled elsewhere in the 
 GROUP_SCORE = 0.5  # group-box score above which a box is flagged
 PARTIAL_SCORE = 0.5  # partial-labelling score above which a sample is flagged
 MIXED_CONVENTION_MIN = 0.05  # a class mixes conventions when each one covers at least this share
+GROUP_MEMBER_MAX_AREA = 0.6  # a member of a group box has at most this share of the box's area
 
 # --- clusters and insights ---------------------------------------------------------------------
 PROJECTION_METHODS = ("pca", "tsne", "umap")  # 2-D projections offered
@@ -57,6 +68,11 @@ LOW_PERF_RATIO = 1.25  # cluster val loss over dataset val loss that counts as l
 MIN_CLUSTER_SIZE = 5  # clusters smaller than this give no insight
 EFFECT_SIZE_MIN = 0.5  # |standardised mean difference| for a metadata field to be named
 CURVE_BINS = 10  # quantile bins in loss-vs-metadata curves
+CURVE_RHO_MIN = 0.3  # |Spearman rho| of loss vs a metadata field that makes a curve insight
+CLUSTER_PCA_DIMS = 50  # embeddings are standardised and PCA-reduced to this before k-means / t-SNE
+CLUSTER_SILHOUETTE_MAX = 4000  # points (seeded subsample) on which k is chosen by silhouette
+PROJECTION_KNN = 5  # neighbours (PCA space) that place points left out of a t-SNE fit
+INSIGHT_MAX_SAMPLES = 1000  # sample ids kept per insight (highest loss first)
 
 # --- review ------------------------------------------------------------------------------------
 REVIEW_ACTIONS = ("confirm", "fix_class", "delete", "accept_prediction", "relabel", "undo")

@@ -265,8 +265,15 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def read_records(dataset: str, *, home: Path | str | None = None) -> list[LogRecord]:
+def read_records(dataset: str, *, sample_id: str | None = None,
+                 home: Path | str | None = None) -> list[LogRecord]:
     """All readable records of a dataset's log, in append order; ``[]`` if there is no log.
+
+    Args:
+        dataset: dataset name.
+        sample_id: only this sample's records (lines are pre-filtered on the raw bytes, so
+            reading one sample's history from a large log stays cheap).
+        home: folder holding the logs (default ``constants.AUDIT_HOME``).
 
     Unreadable lines (a crash mid-write, a hand edit) are skipped with one ``warnings.warn``
     each, naming the file and line number; they never hide the other lines.
@@ -280,15 +287,19 @@ def read_records(dataset: str, *, home: Path | str | None = None) -> list[LogRec
             raw = fh.read()
     finally:
         os.close(fd)
+    needle = json.dumps({"sample_id": sample_id}, separators=(",", ":"))[1:-1].encode()
     records = []
     for number, line in enumerate(raw.split(b"\n"), start=1):
-        if not line.strip():
+        if not line.strip() or (sample_id is not None and needle not in line):
             continue
         try:
-            records.append(LogRecord.from_json(line.decode("utf-8")))
+            record = LogRecord.from_json(line.decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
             warnings.warn(f"{path}: line {number}: skipped unreadable review record ({exc})",
                           stacklevel=2)
+            continue
+        if sample_id is None or record.decision.sample_id == sample_id:
+            records.append(record)
     return records
 
 

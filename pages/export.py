@@ -56,11 +56,11 @@ split_choice = st.selectbox("Split", ["(all)", *C.SPLITS], key="export_split")
 split = None if split_choice == "(all)" else split_choice
 cols = st.columns(len(FORMATS) + 1)
 for col, (label, fmt) in zip(cols, FORMATS.items(), strict=False):
-    if col.button(label, key=f"export_{fmt}", use_container_width=True):
+    if col.button(label, key=f"export_{fmt}", width="stretch"):
         _export(name, fmt, folder, split)
 view_name = cols[-1].text_input("View name", value="flagged", key="export_view_name",
                                 label_visibility="collapsed")
-if cols[-1].button("FiftyOne saved view", key="export_view", use_container_width=True):
+if cols[-1].button("FiftyOne saved view", key="export_view", width="stretch"):
     _save_view(name, view_name)
 written = st.session_state.get(WRITTEN_KEY) or []
 if written:

@@ -65,7 +65,7 @@ def _card(name: str, i: int, item: dict) -> None:
         with shown_errors("Drawing the evidence"):
             chart = _evidence_chart(item.get("evidence") or {})
             if chart is not None:
-                st.altair_chart(chart, use_container_width=True)
+                st.altair_chart(chart, width="stretch")
         ids = [str(s) for s in item.get("sample_ids") or []]
         c = st.columns(3)
         c[0].caption(f"{len(ids):,} samples")

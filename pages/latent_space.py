@@ -39,7 +39,7 @@ def _gallery(name: str, table: pd.DataFrame, ids: list[str]) -> None:
             image = draw_sample(row["filepath"], cache.sample_boxes(name, sid, token),
                                 min_confidence=0.25)
             st.image(image, caption=f"{row['split']} · cluster {row['cluster']} · "
-                     f"loss {row.get('loss', float('nan')):.2f}", use_container_width=True)
+                     f"loss {row.get('loss', float('nan')):.2f}", width="stretch")
 
 
 name = require_dataset()
@@ -70,7 +70,7 @@ else:
     st.caption(f"{result.n_points:,} points. Drag to select a region, click to pick a point.")
 event = st.altair_chart(result.chart, on_select="rerun", key="latent_chart",
                         selection_mode=[charts.SELECTION, charts.POINT_SELECTION],
-                        use_container_width=True)
+                        width="stretch")
 selected = charts.selected_ids(shown, (event or {}).get("selection"), x=x, y=y)
 if selected:
     _gallery(name, table, selected)

@@ -24,7 +24,7 @@ with shown_errors("Evaluating the predictions"):
     cols[2].metric("Classes evaluated", len(per_class))
     if per_class:
         left, right = st.columns([2, 1])
-        left.altair_chart(charts.ap_bars(per_class), use_container_width=True)
+        left.altair_chart(charts.ap_bars(per_class), width="stretch")
         worst = sorted(per_class.items(), key=lambda kv: kv[1])[:5]
         right.markdown("**Worst classes**")
         right.dataframe(pd.DataFrame(worst, columns=["class", "AP"]), hide_index=True,
@@ -38,7 +38,7 @@ if flags.empty:
     st.info("No sample is flagged (or the dataset is not scored yet).")
 else:
     counts = flags.value_counts().rename_axis("issue").reset_index(name="samples")
-    st.altair_chart(charts.bar_chart(counts, x="issue", y="samples"), use_container_width=True)
+    st.altair_chart(charts.bar_chart(counts, x="issue", y="samples"), width="stretch")
     by_split = (table.loc[table["flagged"].map(bool)].explode("flagged")
                 .groupby(["flagged", "split"]).size().unstack(fill_value=0))
     st.dataframe(by_split, key="overview_by_split")

@@ -97,4 +97,4 @@ if stored and stored[:3] == (sid, box["box_id"], class_name):
         overlay = draw.draw_boxes(draw.heat_overlay(image, heat, alpha=alpha),
                                   [box[["x1", "y1", "x2", "y2"]].to_numpy(dtype=float)], [""])
         cols[i % len(cols)].image(overlay, caption=f"layer {names[layer]}",
-                                  use_container_width=True)
+                                  width="stretch")

@@ -58,9 +58,9 @@ def _navigation(queue: pd.DataFrame) -> str:
     state.triage_position = min(max(state.triage_position, 0), n - 1)
     c = st.columns([1, 1, 4])
     c[0].button("◀ Previous", key="triage_prev", on_click=decide.step, args=(-1, n),
-                disabled=state.triage_position == 0, use_container_width=True)
+                disabled=state.triage_position == 0, width="stretch")
     c[1].button("Next ▶", key="triage_next", on_click=decide.step, args=(1, n),
-                disabled=state.triage_position >= n - 1, use_container_width=True)
+                disabled=state.triage_position >= n - 1, width="stretch")
     sid = str(queue.index[state.triage_position])
     row = queue.iloc[state.triage_position]
     c[2].markdown(f"**{state.triage_position + 1} / {n}** · `{sid}` · {row['split']} · "
@@ -157,7 +157,7 @@ def _sample(name: str, sid: str, path: str) -> None:
         image = draw_sample(path, boxes, highlight_box=None if picked is None
                             else picked["box_id"], show_pred=show_pred, min_confidence=0.25)
         st.image(image, caption="green: labels · orange dashed: predictions · red: flagged box",
-                 use_container_width=True)
+                 width="stretch")
 
 
 name = require_dataset()

@@ -276,12 +276,16 @@ def relabel_frame(ds: fo.Dataset, *, split: str | None = None) -> pd.DataFrame:
         .reset_index(drop=True)
 
 
-def save_flagged_view(ds: fo.Dataset, name: str = "flagged") -> str:
+def save_flagged_view(name_or_ds: str | fo.Dataset, name: str = "flagged") -> str:
     """Save the flagged samples (most mistaken first) as a FiftyOne saved view; returns its name.
 
     Opens in the FiftyOne App's view bar. An existing saved view of that name is replaced.
+
+    Raises:
+        ValueError: unknown dataset, unsafe view name, or a dataset that is not scored yet.
     """
     name = safe_name(name, "view name")
+    ds = _dataset(name_or_ds)
     if "flagged" not in ds.get_field_schema():
         raise ValueError(f"dataset {ds.name!r} is not scored yet (no 'flagged' field)")
     view = ds.exists("flagged").match(F("flagged").length() > 0)

@@ -133,7 +133,10 @@ def image_size(path: Path) -> tuple[int, int]:
             with Image.open(path) as im:
                 im.verify()  # PNG: walks every chunk and checks CRCs, finds truncation
     except (UnidentifiedImageError, OSError, SyntaxError, RuntimeError) as exc:
-        raise ValueError(f"unreadable image ({exc})") from None
+        if path.stat().st_size == 0:
+            raise ValueError("empty image file (0 bytes)") from None
+        kind = "truncated" if "truncat" in str(exc).lower() else "unreadable"
+        raise ValueError(f"{kind} image ({exc})") from None
     if fmt == "JPEG":
         with open(path, "rb") as fh:
             fh.seek(max(path.stat().st_size - 64, 0))

@@ -260,9 +260,10 @@ def _write(ds: fo.Dataset, doc: dict, record: LogRecord) -> bool:
     return result.matched_count == 1
 
 
-def _decisions(ds: fo.Dataset, ids: Sequence[str], home) -> list[Decision]:
+def _decisions(ds: fo.Dataset, sample_id: str, ids: Sequence[str], home) -> list[Decision]:
     """The logged decisions with these ids, in the order of ``ids``."""
-    by_id = {r.decision.decision_id: r.decision for r in read_records(ds.name, home=home)}
+    by_id = {r.decision.decision_id: r.decision
+             for r in read_records(ds.name, sample_id=sample_id, home=home)}
     return [by_id[i] for i in ids if i in by_id]
 
 
@@ -270,7 +271,8 @@ def _conflict(ds: fo.Dataset, decision: Decision, doc: dict, home) -> ReviewConf
     """Build the conflict error with the decisions applied since the decision's base."""
     applied = doc.get("review_decision_ids") or []
     since = applied[decision.base_revision:]
-    return ReviewConflict(decision, doc.get("review_revision") or 0, _decisions(ds, since, home))
+    others = _decisions(ds, decision.sample_id, since, home)
+    return ReviewConflict(decision, doc.get("review_revision") or 0, others)
 
 
 def record_decision(ds: fo.Dataset, decision: Decision, *, home=None) -> ReviewOutcome:
@@ -306,7 +308,8 @@ def record_decision(ds: fo.Dataset, decision: Decision, *, home=None) -> ReviewO
         raise _conflict(ds, decision, doc, home)
     history = []
     if decision.action == "undo":
-        by_id = {r.decision.decision_id: r for r in read_records(ds.name, home=home)}
+        by_id = {r.decision.decision_id: r
+                 for r in read_records(ds.name, sample_id=decision.sample_id, home=home)}
         history = [by_id[i] for i in applied if i in by_id]
     before, after = _plan(doc, decision, history)
     record = LogRecord(decision, before, after)
@@ -322,7 +325,7 @@ def record_decision(ds: fo.Dataset, decision: Decision, *, home=None) -> ReviewO
 
 def _outcome_of_applied(ds, decision: Decision, applied: list[str], home) -> ReviewOutcome:
     """Outcome of a decision that is already applied (idempotent re-record)."""
-    record = next((r for r in read_records(ds.name, home=home)
+    record = next((r for r in read_records(ds.name, sample_id=decision.sample_id, home=home)
                    if r.decision.decision_id == decision.decision_id), None)
     status = record.after["sample_status"] if record else "unreviewed"
     box_id = record.after["box_id"] if record else decision.box_id
@@ -383,8 +386,7 @@ def list_decisions(ds: fo.Dataset, *, sample_id: str | None = None, home=None) -
         ``sample_missing``: the sample is no longer in the dataset),
         and ``revision`` (the sample revision it produced; NaN unless applied).
     """
-    records = [r for r in read_records(ds.name, home=home)
-               if sample_id is None or r.decision.sample_id == sample_id]
+    records = read_records(ds.name, sample_id=sample_id, home=home)
     columns = [*Decision.__dataclass_fields__, "state", "revision"]
     state = _revisions(ds, {r.decision.sample_id for r in records})
     simulated = {sid: rev for sid, (rev, _) in state.items()}

@@ -138,10 +138,10 @@ def make_sample(filepath: str, split: str, width: int, height: int, *, gt_boxes:
         ground_truth=fo.Detections(detections=gt), predictions=fo.Detections(detections=pred),
         loss_box=losses[0], loss_cls=losses[1], loss_dfl=losses[2], loss=float(sum(losses)),
         embedding=[float(v) for v in embedding], class_counts=dict(class_counts),
-        **{k: _plain(v) for k, v in metadata.items()})
+        **{k: plain_value(v) for k, v in metadata.items()})
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """numpy scalars -> Python scalars, NaN -> None (MongoDB-friendly)."""
     if isinstance(value, np.generic):
         value = value.item()
@@ -153,8 +153,15 @@ def _plain(value: Any) -> Any:
 # --- bulk reads ----------------------------------------------------------------------------------
 
 def _frame_fields(ds: fo.Dataset) -> list[str]:
-    """Top-level scalar/list fields that go into the samples frame, in schema order."""
-    return [f for f in ds.get_field_schema() if f not in _SKIP_FIELDS and not f.startswith("_")]
+    """Top-level scalar fields (plus ``flagged`` and ``proj_*``) of the samples frame."""
+    out = []
+    for name, fld in ds.get_field_schema().items():
+        if name in _SKIP_FIELDS or name.startswith("_"):
+            continue
+        if name == "flagged" or name.startswith("proj_") or not isinstance(
+                fld, fo.ListField | fo.DictField | fo.EmbeddedDocumentField):
+            out.append(name)
+    return out
 
 
 def samples_frame(ds: fo.Dataset) -> tuple[pd.DataFrame, NDArray[np.float32]]:
@@ -285,6 +292,22 @@ def boxes_frame(ds: fo.Dataset, *, min_confidence: float = 0.0,
     return frame, out
 
 
+# --- bulk writes ---------------------------------------------------------------------------------
+
+def write_audit_result(ds: fo.Dataset, result: Any) -> None:
+    """Store an :class:`audit.pipeline.AuditResult` in the dataset, in bulk ``set_values``.
+
+    See :func:`audit.data.store_write.write_audit_result` for what is written (scores, clusters,
+    projections, flags, insights, saved views, Brain visualizations).
+
+    Example:
+        >>> write_audit_result(ds, run_all(samples, emb, boxes, feats))  # doctest: +SKIP
+    """
+    from audit.data.store_write import write_audit_result as _write
+
+    _write(ds, result)
+
+
 # --- small reads ---------------------------------------------------------------------------------
 
 def insights(ds: fo.Dataset) -> list[dict[str, Any]]:
@@ -315,40 +338,14 @@ def dataset_summary(ds: fo.Dataset) -> dict[str, Any]:
 
 
 def evaluate(ds: fo.Dataset, *, iou: float = 0.5) -> dict[str, Any]:
-    """COCO-style detection metrics of the stored predictions against the ground truth.
+    """COCO-style mAP (0.50:0.95), mAP at ``iou`` and per-class AP of the stored predictions.
 
-    Runs FiftyOne's ``evaluate_detections`` (COCO protocol, ``iscrowd`` honoured) once over IoU
-    0.50:0.95 and reads mAP at ``iou`` from the same precision array; cached in
-    ``info["audit"]["evaluation"]`` keyed by model and the dataset's last modification.
+    See :func:`audit.data.store_eval.evaluate` (FiftyOne ``evaluate_detections``, cached in
+    ``info["audit"]["evaluation"]``). Higher = better.
 
-    Returns:
-        ``{"mAP": COCO mAP50-95, "mAP50": mAP at ``iou``, "per_class_AP": {class: AP50-95},
-        "per_class_AP50": {...}, "iou": iou, "key": cache key}`` (higher = better).
+    Example:
+        >>> evaluate(load_dataset("yolo-audit-demo"))["mAP50"]  # doctest: +SKIP
     """
-    info = audit_info(ds)
-    stamp = ds.bounds("last_modified_at")[1] if len(ds) else None
-    key = f"{info.get('model')}|{stamp}|iou={iou:g}"
-    cached = info.get("evaluation")
-    if isinstance(cached, dict) and cached.get("key") == key:
-        return cached
-    if not len(ds) or not ds.count("ground_truth.detections"):
-        raise ValueError(f"dataset {ds.name!r} has no ground-truth boxes to evaluate against")
-    threshs = sorted({round(0.5 + 0.05 * i, 2) for i in range(10)} | {round(iou, 4)})
-    res = ds.evaluate_detections("predictions", gt_field="ground_truth", compute_mAP=True,
-                                 iou_threshs=threshs, classwise=True, progress=False)
-    precision = np.asarray(res.precision, dtype=float)  # (n_iou, n_classes, n_recall), -1 = n/a
-    coco = [i for i, t in enumerate(threshs) if round(0.5 + 0.05 * round((t - 0.5) / 0.05), 2)
-            == round(t, 2) and 0.5 <= t <= 0.95]
-    at_iou = threshs.index(round(iou, 4))
-    valid = precision[0, :, 0] > -1
-    ap = np.where(valid, precision[coco].mean(axis=(0, 2)), np.nan)
-    ap50 = np.where(valid, precision[at_iou].mean(axis=1), np.nan)
-    classes = [str(c) for c in res.classes]
-    out = {"mAP": float(np.nanmean(ap)) if valid.any() else float("nan"),
-           "mAP50": float(np.nanmean(ap50)) if valid.any() else float("nan"),
-           "per_class_AP": {c: float(a) for c, a, v in zip(classes, ap, valid, strict=True) if v},
-           "per_class_AP50": {c: float(a) for c, a, v in zip(classes, ap50, valid, strict=True)
-                              if v},
-           "iou": float(iou), "key": key}
-    update_audit_info(ds, evaluation=out)
-    return out
+    from audit.data.store_eval import evaluate as _evaluate
+
+    return _evaluate(ds, iou=iou)

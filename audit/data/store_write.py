@@ -1,0 +1,157 @@
+"""Writing audit results into the FiftyOne dataset, in bulk (used through ``store``).
+
+Every write is one ``set_values`` per field over the whole dataset (detection attributes as nested
+lists aligned with the stored detections); nothing loops over samples calling ``save()``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import fiftyone as fo
+import numpy as np
+import pandas as pd
+from fiftyone import ViewField as F
+from numpy.typing import NDArray
+
+from audit.data.store import LABEL_FIELDS, now_iso, plain_value, update_audit_info
+
+
+def _cell(value: Any) -> Any:
+    """A frame cell as a MongoDB value: numpy -> Python, NaN -> None, arrays -> lists."""
+    if isinstance(value, np.ndarray | list | tuple):
+        return [_cell(v) for v in value]
+    return plain_value(value)
+
+
+def _projection_columns(frame: pd.DataFrame) -> dict[str, NDArray[np.float64]]:
+    """``{"proj_<m>": (n, 2)}`` from ``proj_<m>_x`` / ``_y`` column pairs or ``proj_<m>`` lists."""
+    out = {}
+    for col in frame.columns:
+        name = str(col)
+        if name.startswith("proj_") and name.endswith("_x") and f"{name[:-2]}_y" in frame:
+            out[name[:-2]] = frame[[name, f"{name[:-2]}_y"]].to_numpy(dtype=np.float64)
+        elif name.startswith("proj_") and not name.endswith(("_x", "_y")):
+            out[name] = np.array([v if v is not None else [np.nan, np.nan] for v in frame[name]],
+                                 dtype=np.float64).reshape(-1, 2)
+    return out
+
+
+def _write_samples(ds: fo.Dataset, frame: pd.DataFrame) -> dict[str, NDArray[np.float64]]:
+    """Write score, cluster, flag and projection columns of a samples frame; returns projections."""
+    ids = [str(i) for i in frame.index]
+    cols = [c for c in frame.columns if str(c).endswith("_score")
+            or str(c) in ("cluster", "mistakenness")]
+    for col in cols:
+        ds.set_values(str(col), dict(zip(ids, (_cell(v) for v in frame[col]), strict=True)),
+                      key_field="id")
+    if "flagged" in frame:
+        flags = [[str(x) for x in (v if isinstance(v, list | tuple | np.ndarray) else [])]
+                 for v in frame["flagged"]]
+        ds.set_values("flagged", dict(zip(ids, flags, strict=True)), key_field="id")
+    projections = _projection_columns(frame)
+    for field, xy in projections.items():
+        values = [None if not np.isfinite(p).all() else [float(p[0]), float(p[1])] for p in xy]
+        ds.set_values(field, dict(zip(ids, values, strict=True)), key_field="id")
+    return {k.removeprefix("proj_"): v for k, v in projections.items()}
+
+
+def _write_boxes(ds: fo.Dataset, frame: pd.DataFrame) -> None:
+    """Write ``<issue>_score`` and ``suggested_label`` columns onto the detections, by box id."""
+    ids = frame["box_id"] if "box_id" in frame else frame.index.to_series()
+    cols = [c for c in frame.columns if str(c).endswith("_score") or c == "suggested_label"]
+    lookup = {c: dict(zip(ids.astype(str), (_cell(v) for v in frame[c]), strict=True))
+              for c in cols}
+    for field in LABEL_FIELDS.values():
+        nested = ds.values(f"{field}.detections.id")
+        for col in cols:
+            values = [[lookup[col].get(i) for i in (row or [])] for row in nested]
+            ds.set_values(f"{field}.detections.{col}", values)
+
+
+def _save_flag_views(ds: fo.Dataset, issues: list[str]) -> None:
+    """Saved views ``flagged`` and ``flagged-<issue>`` for the FiftyOne App."""
+    flagged = ds.exists("flagged").match(F("flagged").length() > 0)
+    ds.save_view("flagged", flagged, description="samples with at least one issue",
+                 overwrite=True)
+    for issue in issues:
+        ds.save_view(f"flagged-{issue}", ds.exists("flagged").match(
+            F("flagged").contains(issue)), description=f"samples flagged for {issue}",
+            overwrite=True)
+
+
+def _register_projections(ds: fo.Dataset, projections: dict[str, NDArray[np.float64]],
+                          ids: list[str]) -> list[str]:
+    """Register each 2-D projection as a FiftyOne Brain visualization ``latent_<method>``."""
+    import fiftyone.brain as fob
+
+    keys = []
+    for method, xy in projections.items():
+        key = f"latent_{method}"
+        if ds.has_brain_run(key):
+            ds.delete_brain_run(key)
+        ok = np.isfinite(xy).all(axis=1)
+        if not ok.any():
+            continue
+        try:
+            fob.compute_visualization(ds.select([i for i, k in zip(ids, ok, strict=True) if k],
+                                                ordered=True), points=xy[ok], brain_key=key,
+                                      method="manual", progress=False)
+            keys.append(key)
+        except Exception as exc:  # the App's map is a convenience; scores are already stored
+            warnings.warn(f"could not register projection {method!r} with FiftyOne Brain: {exc}",
+                          stacklevel=3)
+    return keys
+
+
+def write_audit_result(ds: fo.Dataset, result: Any) -> None:
+    """Store an :class:`audit.pipeline.AuditResult` in the dataset, in bulk.
+
+    Sample fields ``<issue>_score``, ``cluster``, ``mistakenness``, ``flagged`` (list of issue
+    names), ``proj_<method>`` ([x, y]); detection attributes ``<issue>_score`` and
+    ``suggested_label`` (higher score = more likely wrong, None = does not apply);
+    ``info["audit"]``: ``insights``, ``clusters``, ``classes``, ``timings``, ``scored_at``; saved
+    views ``flagged`` / ``flagged-<issue>``; Brain visualizations ``latent_<method>``.
+
+    Args:
+        ds: the ingested dataset.
+        result: has ``samples`` (frame indexed by sample id), ``boxes`` (frame with ``box_id``),
+            ``insights`` (objects with ``to_dict()`` or dicts), optional ``clusters``,
+            ``classes`` (frames) and ``timings`` (dict).
+    """
+    samples = result.samples
+    unknown = set(map(str, samples.index)) - set(ds.values("id"))
+    if unknown:
+        raise ValueError(f"result has {len(unknown)} sample id(s) not in dataset {ds.name!r}, "
+                         f"e.g. {sorted(unknown)[0]}")
+    projections = _write_samples(ds, samples)
+    _write_boxes(ds, result.boxes)
+    issues = sorted({str(i) for v in samples.get("flagged", []) for i in (v or [])})
+    _save_flag_views(ds, issues)
+    keys = _register_projections(ds, projections, [str(i) for i in samples.index])
+    update_audit_info(
+        ds, insights=[_cell_tree(i.to_dict() if hasattr(i, "to_dict") else dict(i))
+                      for i in getattr(result, "insights", []) or []],
+        clusters=_records(getattr(result, "clusters", None)),
+        classes=_records(getattr(result, "classes", None)),
+        timings=_cell_tree(dict(getattr(result, "timings", {}) or {})),
+        brain_keys=keys, scored_at=now_iso())
+
+
+def _cell_tree(value: Any) -> Any:
+    """Nested dicts/lists with numpy values made JSON/MongoDB friendly."""
+    if isinstance(value, dict):
+        return {str(k): _cell_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_cell_tree(v) for v in value]
+    return plain_value(value)
+
+
+def _records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """A small frame as a list of row dicts (index kept as a column), [] for None."""
+    if frame is None or not isinstance(frame, pd.DataFrame):
+        return []
+    return _cell_tree(frame.reset_index().to_dict(orient="records"))
+
+

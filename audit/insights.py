@@ -1,0 +1,287 @@
+"""Insights: sentences with numbers about clusters, losses and metadata (pure).
+
+Each function takes the samples frame (ARCHITECTURE.md; ``split``, ``loss`` and metadata columns)
+and, where it is about clusters, one cluster label per sample. Tests are two-sided binomial
+(imbalance) and one-sided Mann-Whitney U (losses), Holm-corrected over the clusters tested.
+Degenerate data (one split, one cluster, no finite loss) gives no insight and a warning.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+from scipy import stats
+
+from audit import constants as C
+from audit.frames import require_columns
+from audit.metadata import METADATA_COLUMNS
+
+KINDS = ("imbalance", "overfit", "low_performance", "metadata", "inconsistency", "curve")
+
+
+def _jsonable(value: Any) -> Any:
+    """Numpy scalars/arrays and tuples to plain JSON types; NaN to None."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class Insight:
+    """One finding, ready for a page and for ``dataset.info``.
+
+    Attributes:
+        kind: one of ``KINDS``.
+        title: short heading.
+        sentence: the finding with its numbers and what to do about it.
+        cluster: the cluster it is about, or None.
+        label: the class it is about, or None.
+        severity: in [0, 1], higher = more important.
+        sample_ids: samples it concerns (capped at ``C.INSIGHT_MAX_SAMPLES``).
+        evidence: JSON-serialisable data for its plot, with a ``plot`` key.
+        stats: JSON-serialisable test statistics.
+    """
+
+    kind: str
+    title: str
+    sentence: str
+    cluster: int | None = None
+    label: str | None = None
+    severity: float = 0.0
+    sample_ids: tuple[str, ...] = ()
+    evidence: dict = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Validate kind and severity; make ids a tuple and dicts JSON-safe."""
+        if self.kind not in KINDS:
+            raise ValueError(f"Insight.kind: expected one of {KINDS}, got {self.kind!r}")
+        if not 0.0 <= float(self.severity) <= 1.0:
+            raise ValueError(f"Insight.severity: expected a value in [0, 1], got {self.severity}")
+        ids = tuple(str(s) for s in self.sample_ids)[: C.INSIGHT_MAX_SAMPLES]
+        object.__setattr__(self, "sample_ids", ids)
+        object.__setattr__(self, "severity", float(self.severity))
+        object.__setattr__(self, "cluster", None if self.cluster is None else int(self.cluster))
+        object.__setattr__(self, "evidence", _jsonable(self.evidence))
+        object.__setattr__(self, "stats", _jsonable(self.stats))
+
+    def to_dict(self) -> dict:
+        """Plain JSON-serialisable dict."""
+        return _jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Insight:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{**data, "sample_ids": tuple(data.get("sample_ids", ()))})
+
+
+def _holm(p: ArrayLike) -> np.ndarray:
+    """Holm step-down adjusted p-values."""
+    p = np.asarray(p, dtype=float)
+    order = np.argsort(p)
+    adj = np.minimum(1.0, np.maximum.accumulate(p[order] * (len(p) - np.arange(len(p)))))
+    out = np.empty_like(p)
+    out[order] = adj
+    return out
+
+
+def _frame(samples: pd.DataFrame, labels: ArrayLike | None) -> pd.DataFrame:
+    """Validated copy of split/loss (+ cluster) columns."""
+    require_columns(samples, ("split", "loss"), "samples")
+    out = pd.DataFrame({"split": samples["split"].astype(str).to_numpy(),
+                        "loss": pd.to_numeric(samples["loss"], errors="coerce").to_numpy(float)},
+                       index=samples.index)
+    if labels is not None:
+        lab = np.asarray(labels)
+        if lab.shape != (len(samples),):
+            raise ValueError(f"labels: expected shape ({len(samples)},), got {lab.shape}")
+        out["cluster"] = lab.astype(np.int64)
+    return out
+
+
+def _usable(frame: pd.DataFrame, *, need_splits: bool, need_clusters: bool, what: str) -> bool:
+    """Warn and return False on degenerate data."""
+    reason = None
+    if need_clusters and frame["cluster"].nunique() < 2:
+        reason = "fewer than two clusters"
+    elif need_splits and not {"train", "val"} <= set(frame["split"]):
+        reason = "only one split"
+    elif not np.isfinite(frame["loss"]).any() and what != "imbalance":
+        reason = "no finite loss"
+    if reason:
+        warnings.warn(f"{what}: {reason}; no insight", stacklevel=3)
+    return reason is None
+
+
+def _ids(frame: pd.DataFrame, mask: ArrayLike) -> tuple[str, ...]:
+    """Sample ids under ``mask``, highest loss first."""
+    sub = frame[np.asarray(mask)]
+    return tuple(sub.sort_values("loss", ascending=False).index.astype(str))
+
+
+def imbalance_insights(
+    samples: pd.DataFrame, labels: ArrayLike, *, alpha: float = C.ALPHA,
+    min_cluster_size: int = C.MIN_CLUSTER_SIZE,
+) -> list[Insight]:
+    """Clusters whose train:val mix differs from the dataset's (binomial test, Holm).
+
+    Args:
+        samples: samples frame with ``split`` and ``loss``.
+        labels: ``(n_samples,)`` cluster per sample.
+        alpha: family-wise level; min_cluster_size: smaller clusters are not tested.
+
+    Returns:
+        Insights of kind ``imbalance``; severity = |logit(cluster share) - logit(dataset share)| / 4.
+    """
+    f = _frame(samples, labels)
+    if not _usable(f, need_splits=True, need_clusters=True, what="imbalance"):
+        return []
+    p0 = float((f["split"] == "train").mean())
+    g = f.groupby("cluster")["split"].agg(n="size", n_train=lambda s: int((s == "train").sum()))
+    g = g[g["n"] >= min_cluster_size]
+    if g.empty:
+        return []
+    p = [stats.binomtest(int(r.n_train), int(r.n), p0).pvalue for r in g.itertuples()]
+    g = g.assign(p=p, p_holm=_holm(p), share=g["n_train"] / g["n"])
+    out = []
+    for c, r in g[g["p_holm"] < alpha].iterrows():
+        n_val = int(r.n - r.n_train)
+        heavy = r.share > p0
+        logit = lambda x: math.log(min(max(x, 0.01), 0.99) / (1 - min(max(x, 0.01), 0.99)))  # noqa: E731
+        sev = min(1.0, abs(logit(r.share) - logit(p0)) / 4)
+        if heavy:
+            tail = (f"Its {n_val} val images under-measure how the model does on it: move or add "
+                    "val images like these.")
+        else:
+            tail = "The model trains on few images like these: add training images of this kind."
+        sentence = (f"Cluster {c} is {'train' if heavy else 'val'}-heavy: {round(100 * r.share)} % "
+                    f"of its {int(r.n)} images are in train vs {round(100 * p0)} % overall "
+                    f"(binomial test, Holm-corrected p = {r.p_holm:.2g}). {tail}")
+        out.append(Insight(
+            kind="imbalance", title=f"Cluster {c}: {'train' if heavy else 'val'}-heavy",
+            sentence=sentence, cluster=int(c), severity=sev,
+            sample_ids=_ids(f, f["cluster"] == c),
+            evidence={"plot": "train_val_counts", "cluster": int(c), "n_train": int(r.n_train),
+                      "n_val": n_val, "expected_train_share": p0},
+            stats={"p": r.p, "p_holm": r.p_holm, "train_share": r.share, "dataset_share": p0},
+        ))
+    return out
+
+
+def _quart(x: pd.Series) -> dict:
+    """q25 / median / q75 of finite values."""
+    x = x[np.isfinite(x)]
+    q = np.quantile(x, [0.25, 0.5, 0.75]) if len(x) else [np.nan] * 3
+    return {"q25": q[0], "median": q[1], "q75": q[2], "n": len(x)}
+
+
+def _val_tests(f: pd.DataFrame, min_val: int = 3) -> pd.DataFrame:
+    """Per cluster: medians by split, and a one-sided Mann-Whitney p of val loss > rest's val."""
+    val = f[(f["split"] == "val") & np.isfinite(f["loss"])]
+    train = f[(f["split"] == "train") & np.isfinite(f["loss"])]
+    rows = []
+    for c in sorted(f["cluster"].unique()):
+        v_in, v_out = val.loc[val["cluster"] == c, "loss"], val.loc[val["cluster"] != c, "loss"]
+        t_in = train.loc[train["cluster"] == c, "loss"]
+        if len(v_in) < min_val or len(v_out) < min_val:
+            continue
+        p = stats.mannwhitneyu(v_in, v_out, alternative="greater").pvalue
+        rows.append({"cluster": int(c), "n": int((f["cluster"] == c).sum()), "n_val": len(v_in),
+                     "val_median": v_in.median(), "rest_val_median": v_out.median(),
+                     "train_median": t_in.median() if len(t_in) else np.nan, "p": p})
+    out = pd.DataFrame(rows, columns=["cluster", "n", "n_val", "val_median", "rest_val_median",
+                                      "train_median", "p"])
+    return out.assign(p_holm=_holm(out["p"]) if len(out) else [])
+
+
+def overfit_insights(
+    samples: pd.DataFrame, labels: ArrayLike, *, ratio: float = C.OVERFIT_RATIO,
+    alpha: float = C.ALPHA, min_cluster_size: int = C.MIN_CLUSTER_SIZE,
+) -> list[Insight]:
+    """Clusters with a low train loss and a high val loss, relative to the dataset.
+
+    A cluster is overfitted when its (val median / train median) is at least ``ratio`` times the
+    dataset's, its train median is at most the dataset's, and its val losses are higher than the
+    rest of val (one-sided Mann-Whitney U, Holm-corrected). Severity = 1 - ratio_dataset/ratio_c.
+    """
+    f = _frame(samples, labels)
+    if not _usable(f, need_splits=True, need_clusters=True, what="overfit"):
+        return []
+    t0 = f.loc[f["split"] == "train", "loss"].median()
+    v0 = f.loc[f["split"] == "val", "loss"].median()
+    tests = _val_tests(f)
+    tests = tests[tests["n"] >= min_cluster_size]
+    out = []
+    for r in tests.itertuples():
+        rel = (r.val_median / r.train_median) / (v0 / t0) if r.train_median > 0 else np.nan
+        if not (rel >= ratio and r.train_median <= t0 and r.p_holm < alpha):
+            continue
+        sentence = (f"Cluster {r.cluster} looks overfitted: median train loss {r.train_median:.2f}"
+                    f" (dataset {t0:.2f}) but median val loss {r.val_median:.2f} (dataset "
+                    f"{v0:.2f}), a val/train ratio {rel:.1f}x the dataset's (Mann-Whitney, Holm p "
+                    f"= {r.p_holm:.2g}). Add more varied training images of this kind or augment "
+                    "them harder.")
+        mask = (f["cluster"] == r.cluster).to_numpy()
+        out.append(Insight(
+            kind="overfit", title=f"Cluster {r.cluster}: overfitted", sentence=sentence,
+            cluster=r.cluster, severity=float(np.clip(1 - 1 / rel, 0, 1)),
+            sample_ids=_ids(f, mask),
+            evidence={"plot": "loss_by_split", "cluster": r.cluster,
+                      "train": _quart(f.loc[mask & (f["split"] == "train").to_numpy(), "loss"]),
+                      "val": _quart(f.loc[mask & (f["split"] == "val").to_numpy(), "loss"])},
+            stats={"relative_ratio": rel, "p": r.p, "p_holm": r.p_holm},
+        ))
+    return out
+
+
+def low_performance_insights(
+    samples: pd.DataFrame, labels: ArrayLike, *, class_recall: pd.DataFrame | None = None,
+    ratio: float = C.LOW_PERF_RATIO, alpha: float = C.ALPHA,
+    min_cluster_size: int = C.MIN_CLUSTER_SIZE,
+) -> list[Insight]:
+    """Clusters whose val loss is well above the rest of val.
+
+    Flagged when median val loss / rest's median >= ``ratio`` and the one-sided Mann-Whitney U
+    test (Holm-corrected) rejects. ``class_recall`` (index cluster, one column per class, val
+    recall) adds the worst class to the sentence. Severity = 1 - 1 / loss ratio.
+    """
+    f = _frame(samples, labels)
+    if not _usable(f, need_splits=False, need_clusters=True, what="low_performance"):
+        return []
+    tests = _val_tests(f)
+    tests = tests[tests["n"] >= min_cluster_size]
+    out = []
+    for r in tests.itertuples():
+        rel = r.val_median / r.rest_val_median if r.rest_val_median > 0 else np.nan
+        if not (rel >= ratio and r.p_holm < alpha):
+            continue
+        sentence = (f"Cluster {r.cluster} is a weak spot: median val loss {r.val_median:.2f} vs "
+                    f"{r.rest_val_median:.2f} for the rest of val ({rel:.1f}x, Mann-Whitney, Holm "
+                    f"p = {r.p_holm:.2g}).")
+        recall = None
+        if class_recall is not None and r.cluster in class_recall.index:
+            recall = class_recall.loc[r.cluster].dropna()
+            if len(recall):
+                sentence += f" Worst class there: {recall.idxmin()} (val recall {recall.min():.2f})."
+        sentence += " Collect or relabel more images like these."
+        out.append(Insight(
+            kind="low_performance", title=f"Cluster {r.cluster}: low performance",
+            sentence=sentence, cluster=r.cluster, severity=float(np.clip(1 - 1 / rel, 0, 1)),
+            sample_ids=_ids(f, f["cluster"] == r.cluster),
+            evidence={"plot": "val_loss_by_cluster", "cluster": r.cluster,
+                      "recall": {} if recall is None else recall.to_dict()},
+            stats={"loss_ratio": rel, "p": r.p, "p_holm": r.p_holm, "n_val": r.n_val},
+        ))
+    return out

@@ -1,0 +1,391 @@
+"""Mistakenness: wrong class, bad box, spurious label (gt rows) and missing label (pred rows).
+
+Evidence combined per box (each piece in [0, 1], combined by noisy-or ``1 - prod(1 - e)``):
+
+* model: the detector's predictions overlapping the box (IoU from :mod:`audit.boxes`);
+* kNN (cosine, per-box features, other images only, see :mod:`audit.neighbours`) against a
+  *reference* of labelled boxes the model confirms, taken from the val split when it has enough
+  (on train the model has memorised label errors, on val it has not): neighbours' labels catch
+  flips the model memorised; the distance to labelled objects (robust z against the reference's
+  own distances, ramped from ``FAR_Z_LOW`` to ``FAR_Z_HIGH``) marks boxes on background;
+* loss: a high per-image loss (robust z within its split) adds up to ``LOSS_BOOST`` of the gap
+  to 1, in proportion to the score itself, so it only reorders suspects.
+
+Scores: higher = more likely wrong, in [0, 1]; NaN = does not apply (missing on gt rows, the
+three gt issues on pred rows).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from audit import boxes as B
+from audit import constants as C
+from audit.frames import check_boxes, check_features, noisy_or, robust_z, xyxy
+from audit.frames import linear_ramp as ramp
+from audit.inconsistency import group_member_evidence
+from audit.neighbours import NeighbourEvidence, knn_evidence, l2_normalise
+
+BOX_ISSUES = ("wrong_class", "bad_box", "spurious", "missing")
+
+
+@dataclass(frozen=True)
+class MistakennessSummary:
+    """What :func:`score_boxes` saw and flagged.
+
+    Attributes:
+        n_gt, n_pred: rows scored; n_<issue>: rows flagged; reference: which labelled boxes the
+        kNN evidence compared against ("val-confirmed", "confirmed", "all-gt" or "none");
+        n_reference: their number (after subsampling).
+    """
+
+    n_gt: int
+    n_pred: int
+    n_wrong_class: int
+    n_bad_box: int
+    n_spurious: int
+    n_missing: int
+    reference: str
+    n_reference: int
+
+
+def _max_by(index: NDArray, values: NDArray, n: int, mask: NDArray) -> tuple[NDArray, NDArray]:
+    """Per target row: max of ``values`` over masked pairs and the pair achieving it (-1)."""
+    best = np.zeros(n)
+    arg = np.full(n, -1, np.int64)
+    sel = np.flatnonzero(mask)
+    if sel.size:
+        order = sel[np.lexsort((-values[sel], index[sel]))]
+        first = order[np.r_[True, index[order][1:] != index[order][:-1]]]
+        best[index[first]], arg[index[first]] = values[first], first
+    return best, arg
+
+
+def _loss_boost(score: NDArray, z: NDArray, *, boost: float, z_high: float) -> NDArray:
+    """``s + (1 - s) * boost * ramp(z, 0, z_high) * s``: a high-loss image lifts its suspects."""
+    lam = boost * np.nan_to_num(ramp(z, 0.0, z_high))
+    return score + (1.0 - score) * lam * score
+
+
+def score_boxes(
+    boxes: pd.DataFrame,
+    box_features: NDArray | None = None,
+    samples: pd.DataFrame | None = None,
+    *,
+    match_iou: float = C.MATCH_IOU,
+    localization_iou: float = C.LOCALIZATION_IOU,
+    near_iou: float = C.NEAR_IOU,
+    k: int = C.KNN_K,
+    reference_max: int = C.KNN_REFERENCE_MAX,
+    reference_conf: float = C.REFERENCE_CONF,
+    atypical_weight: float = C.ATYPICAL_WEIGHT,
+    loss_boost: float = C.LOSS_BOOST,
+    look_weight: float = C.MISSING_LOOK_WEIGHT,
+    look_conf: float = C.MISSING_LOOK_CONF,
+    thresholds: dict[str, float] | None = None,
+    seed: int = C.SEED,
+) -> tuple[pd.DataFrame, MistakennessSummary]:
+    """Score every box for the four box-level label errors.
+
+    Formulas (``q_same`` / ``q_other``: highest confidence of a same-class / other-class
+    prediction with IoU >= ``match_iou``; ``far``: kNN distance evidence; ``p_own`` / ``p_other``:
+    neighbour label shares):
+
+    * wrong_class (gt) = noisyor(q_other (1 - q_same), p_other (1 - p_own) (1 - far));
+      ``suggested_label`` = that other class.
+    * bad_box (gt) = noisyor(c_m * ramp(loc_iou - IoU_m over loc_iou - near_iou), product of the
+      two best confident same-class predictions lying inside it (a merged box),
+      ``atypical_weight`` * far), with ``m`` the same-class prediction greedily matched at
+      ``near_iou``.
+    * spurious (gt) = noisyor((1 - support) (0.3 + 0.7 far), far), support = max over
+      predictions of conf * min(1, IoU / match_iou).
+    * missing (pred) = (1 - cover) * noisyor(conf, look_weight * look * min(1, conf / look_conf)),
+      cover = max(min(1, IoU / match_iou) over gt, 1 if inside a larger same-class gt box),
+      look = (1 - far) * p_own: the prediction looks like labelled objects of its class.
+
+    Args:
+        boxes: boxes frame (ARCHITECTURE.md), absolute ``xyxy``, gt and pred rows.
+        box_features: ``(n_boxes, F)`` per-box features aligned with ``boxes``, NaN rows where
+            missing; None: model evidence only.
+        samples: samples frame (``split``; ``loss_cls``, ``loss_box`` for the loss boost); None:
+            no split preference, no loss boost.
+        match_iou, localization_iou, near_iou: IoU thresholds (see constants).
+        k, reference_max, reference_conf: kNN settings.
+        atypical_weight, loss_boost, look_weight, look_conf: evidence weights.
+        thresholds: flag threshold per issue (default the ``*_SCORE`` constants).
+        seed: seed of the reference subsample.
+
+    Returns:
+        ``(frame indexed by box_id, summary)``; the frame has ``sample_id``, ``source``,
+        ``label``, ``<issue>_score``, ``is_<issue>_issue`` and ``suggested_label`` (gt rows with
+        some wrong-class evidence, else None).
+
+    Example:
+        >>> scores, summary = score_boxes(boxes, box_features, samples)  # doctest: +SKIP
+        >>> scores.sort_values("wrong_class_score", ascending=False).head()  # doctest: +SKIP
+    """
+    check_boxes(boxes)
+    check_features(box_features, len(boxes))
+    if boxes["box_id"].duplicated().any():
+        dup = boxes.loc[boxes["box_id"].duplicated(), "box_id"].iloc[0]
+        raise ValueError(f"boxes: box_id {dup!r} appears more than once")
+    thr = {"wrong_class": C.WRONG_CLASS_SCORE, "bad_box": C.BAD_BOX_SCORE,
+           "spurious": C.SPURIOUS_SCORE, "missing": C.MISSING_SCORE, **(thresholds or {})}
+    ctx = _Context.build(boxes, samples, match_iou)
+    ref_name, n_ref, knn_gt, knn_pred, far_gt, far_pred = _knn(
+        ctx, box_features, samples, k=k, reference_max=reference_max,
+        reference_conf=reference_conf, seed=seed)
+    wrong, suggested = _wrong_class(ctx, knn_gt, far_gt)
+    bad = _bad_box(ctx, far_gt, near_iou=near_iou, localization_iou=localization_iou,
+                   atypical_weight=atypical_weight)
+    spurious = noisy_or((1.0 - ctx.support) * (0.3 + 0.7 * far_gt), far_gt)
+    missing = _missing(ctx, knn_pred, far_pred, look_weight=look_weight, look_conf=look_conf)
+    if samples is not None and loss_boost > 0:
+        z_cls, z_box = _loss_z(samples, ctx.sample_ids)
+        kw = {"boost": loss_boost, "z_high": C.LOSS_Z_HIGH}
+        wrong = _loss_boost(wrong, z_cls[ctx.g_code], **kw)
+        spurious = _loss_boost(spurious, z_cls[ctx.g_code], **kw)
+        bad = _loss_boost(bad, z_box[ctx.g_code], **kw)
+        missing = _loss_boost(missing, z_cls[ctx.p_code], **kw)
+    scores = {"wrong_class": wrong, "bad_box": bad, "spurious": spurious, "missing": missing}
+    frame = _assemble(boxes, ctx, scores, suggested, thr)
+    summary = MistakennessSummary(
+        n_gt=int(ctx.is_gt.sum()), n_pred=int((~ctx.is_gt).sum()),
+        **{f"n_{i}": int(frame[f"is_{i}_issue"].sum()) for i in BOX_ISSUES},
+        reference=ref_name, n_reference=n_ref)
+    return frame, summary
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Arrays shared by the evidence functions (gt rows ``g``, pred rows ``p``)."""
+
+    is_gt: NDArray
+    sample_ids: pd.Index
+    g_code: NDArray
+    p_code: NDArray
+    g_lab: NDArray
+    p_lab: NDArray
+    label_names: pd.Index
+    conf: NDArray
+    pairs: dict
+    same: NDArray
+    area_ratio: NDArray
+    q_same: NDArray
+    q_other: NDArray
+    other_pair: NDArray
+    support: NDArray
+    cover: NDArray
+
+    @classmethod
+    def build(cls, boxes: pd.DataFrame, samples: pd.DataFrame | None, match_iou: float):
+        """Codes, overlap pairs and the model-evidence maxima."""
+        is_gt = boxes["source"].to_numpy() == "gt"
+        codes, sample_ids = pd.factorize(boxes["sample_id"].astype(str))
+        if samples is not None:
+            unknown = ~pd.Index(sample_ids).isin(samples.index.astype(str))
+            if unknown.any():
+                raise ValueError(f"boxes: sample_id {sample_ids[unknown][0]!r} is not in samples")
+        labels, names = pd.factorize(boxes["label"].astype(str), sort=True)
+        g_xy, p_xy = xyxy(boxes[is_gt]), xyxy(boxes[~is_gt])
+        conf = np.clip(np.nan_to_num(boxes.loc[~is_gt, "confidence"].to_numpy(float)), 0, 1)
+        g_code, p_code, g_lab, p_lab = codes[is_gt], codes[~is_gt], labels[is_gt], labels[~is_gt]
+        pairs = B.overlapping_pairs(g_xy, g_code, p_xy, p_code)
+        gi, pj = pairs["ia"], pairs["ib"]
+        same = g_lab[gi] == p_lab[pj]
+        pc = conf[pj]
+        hit = pairs["iou"] >= match_iou
+        n_g = len(g_xy)
+        q_same, _ = _max_by(gi, pc, n_g, hit & same)
+        q_other, other_pair = _max_by(gi, pc, n_g, hit & ~same)
+        support, _ = _max_by(gi, pc * np.minimum(1.0, pairs["iou"] / match_iou), n_g, gi >= 0)
+        area_ratio = B.box_area(p_xy)[pj] / np.maximum(B.box_area(g_xy)[gi], 1e-12)
+        cover_iou = np.minimum(1.0, pairs["iou"] / match_iou)
+        inside = same & (pairs["contain_b_in_a"] >= C.GROUP_CONTAIN) & (
+            area_ratio <= C.GROUP_MEMBER_MAX_AREA)
+        cover, _ = _max_by(pj, np.where(inside, 1.0, cover_iou), len(p_xy), pj >= 0)
+        return cls(is_gt, pd.Index(sample_ids), g_code, p_code, g_lab, p_lab, names, conf, pairs,
+                   same, area_ratio, q_same, q_other, other_pair, support, cover)
+
+
+def _knn(ctx: _Context, feats, samples, *, k, reference_max, reference_conf, seed):
+    """kNN evidence for gt and pred rows; 'far' evidence; reference description."""
+    n_g, n_p = len(ctx.g_code), len(ctx.p_code)
+    empty = NeighbourEvidence(np.full(0, np.nan), np.full(0, np.nan), np.full(0, -1), np.zeros(0))
+    none = ("none", 0, empty, empty, np.zeros(n_g), np.zeros(n_p))
+    if feats is None:
+        return none
+    f = np.asarray(feats, dtype=np.float32)
+    ok = np.isfinite(f).all(axis=1)
+    g_ok, p_ok = ok[ctx.is_gt], ok[~ctx.is_gt]
+    confirmed = g_ok & (ctx.q_same >= reference_conf)
+    name, ref = "all-gt", np.flatnonzero(g_ok)
+    if confirmed.sum() > k:
+        name, ref = "confirmed", np.flatnonzero(confirmed)
+    if samples is not None and "split" in samples.columns:
+        split = samples["split"].astype(str).reindex(ctx.sample_ids).to_numpy()
+        val_ref = np.flatnonzero(confirmed & (split[ctx.g_code] == "val"))
+        if val_ref.size >= 10 * k:
+            name, ref = "val-confirmed", val_ref
+    if ref.size <= 1:
+        warnings.warn("mistakenness: too few labelled boxes with features; kNN evidence off",
+                      stacklevel=3)
+        return none
+    rng = np.random.default_rng(seed)
+    if ref.size > reference_max:
+        ref = np.sort(rng.choice(ref, reference_max, replace=False))
+    g_feat, p_feat = l2_normalise(f[ctx.is_gt]), l2_normalise(f[~ctx.is_gt])
+    r_args = (g_feat[ref], ctx.g_code[ref], ctx.g_lab[ref])
+    q_g = np.flatnonzero(g_ok)
+    q_p = np.flatnonzero(p_ok & (ctx.cover < 1.0))  # covered predictions cannot be missing
+    ev_g = _expand(knn_evidence(*r_args, g_feat[q_g], ctx.g_code[q_g], ctx.g_lab[q_g], k=k),
+                   q_g, n_g)
+    ev_p = _expand(knn_evidence(*r_args, p_feat[q_p], ctx.p_code[q_p], ctx.p_lab[q_p], k=k),
+                   q_p, n_p)
+    calib = ref if ref.size <= 2000 else rng.choice(ref, 2000, replace=False)
+    d_ref = ev_g.distance[calib]
+    d_ref = d_ref[np.isfinite(d_ref)]
+    med = np.median(d_ref) if d_ref.size else 0.0
+    mad = 1.4826 * np.median(np.abs(d_ref - med)) if d_ref.size else 0.0
+    scale = mad if mad > 0 else max(float(np.std(d_ref)) if d_ref.size else 0.0, 1e-6)
+
+    def far(d: NDArray) -> NDArray:
+        return np.nan_to_num(ramp((d - med) / scale, C.FAR_Z_LOW, C.FAR_Z_HIGH))
+
+    return name, int(ref.size), ev_g, ev_p, far(ev_g.distance), far(ev_p.distance)
+
+
+def _expand(ev: NeighbourEvidence, rows: NDArray, n: int) -> NeighbourEvidence:
+    """Scatter evidence of the queried rows into full-length arrays (NaN elsewhere)."""
+    out = NeighbourEvidence(np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1, np.int64),
+                            np.zeros(n))
+    out.distance[rows], out.share_own[rows] = ev.distance, ev.share_own
+    out.top_other[rows], out.share_other[rows] = ev.top_other, ev.share_other
+    return out
+
+
+def _wrong_class(ctx: _Context, knn: NeighbourEvidence, far: NDArray):
+    """Wrong-class score and suggested label per gt row."""
+    e_model = ctx.q_other * (1.0 - ctx.q_same)
+    n_g = len(ctx.g_code)
+    if knn.distance.size:
+        e_knn = np.nan_to_num(knn.share_other * (1.0 - knn.share_own) * (1.0 - far))
+        knn_label = knn.top_other
+    else:
+        e_knn, knn_label = np.zeros(n_g), np.full(n_g, -1)
+    model_label = np.where(ctx.other_pair >= 0,
+                           ctx.p_lab[ctx.pairs["ib"][np.maximum(ctx.other_pair, 0)]]
+                           if ctx.pairs["ib"].size else -1, -1)
+    code = np.where((e_model >= e_knn) & (model_label >= 0), model_label, knn_label)
+    code = np.where(code >= 0, code, model_label)
+    names = np.asarray(ctx.label_names, dtype=object)
+    suggested = np.where(code >= 0, names[np.maximum(code, 0)] if names.size else None, None)
+    return noisy_or(e_model, e_knn), suggested
+
+
+def _bad_box(ctx: _Context, far: NDArray, *, near_iou, localization_iou, atypical_weight):
+    """Bad-box score per gt row."""
+    gi, pj, iou = ctx.pairs["ia"], ctx.pairs["ib"], ctx.pairs["iou"]
+    same = ctx.same
+    match = B.greedy_match_pairs(gi[same], pj[same], iou[same], ctx.conf, len(ctx.g_code),
+                                 iou_threshold=near_iou)
+    m = match.gt_to_pred
+    m_iou = np.zeros(len(m))
+    m_iou[m >= 0] = match.pred_iou[m[m >= 0]]
+    m_conf = np.where(m >= 0, ctx.conf[np.maximum(m, 0)] if ctx.conf.size else 0.0, 0.0)
+    shortfall = ramp(localization_iou - m_iou, 0.0, localization_iou - near_iou)
+    e_model = np.where(m >= 0, m_conf * shortfall, 0.0)
+    e_group, _ = group_member_evidence(ctx.pairs, same, ctx.conf[pj], ctx.area_ratio,
+                                       len(ctx.g_code))
+    return noisy_or(e_model, e_group, atypical_weight * far)
+
+
+def _missing(ctx: _Context, knn: NeighbourEvidence, far: NDArray, *, look_weight, look_conf):
+    """Missing-label score per pred row."""
+    if knn.distance.size:
+        look = np.nan_to_num((1.0 - far) * knn.share_own)
+    else:
+        look = np.zeros(len(ctx.p_code))
+    e_look = look_weight * look * np.minimum(1.0, ctx.conf / max(look_conf, 1e-12))
+    return (1.0 - ctx.cover) * noisy_or(ctx.conf, e_look)
+
+
+def _loss_z(samples: pd.DataFrame, sample_ids: pd.Index) -> tuple[NDArray, NDArray]:
+    """Robust z of ``loss_cls`` and ``loss_box`` within split, in ``sample_ids`` order."""
+    s = samples.copy()
+    s.index = s.index.astype(str)
+    s = s.reindex(sample_ids)
+    split = pd.factorize(s["split"].astype(str))[0] if "split" in s else None
+    out = []
+    for col in ("loss_cls", "loss_box"):
+        x = s[col].to_numpy(float) if col in s else np.full(len(s), np.nan)
+        out.append(robust_z(x, split))
+    return out[0], out[1]
+
+
+def _assemble(boxes, ctx: _Context, scores: dict, suggested, thr) -> pd.DataFrame:
+    """Long result frame indexed by box id."""
+    n = len(boxes)
+    frame = pd.DataFrame(
+        {"sample_id": boxes["sample_id"].astype(str).to_numpy(),
+         "source": boxes["source"].to_numpy(), "label": boxes["label"].astype(str).to_numpy()},
+        index=pd.Index(boxes["box_id"].astype(str).to_numpy(), name="box_id"))
+    for issue in BOX_ISSUES:
+        col = np.full(n, np.nan)
+        rows = ~ctx.is_gt if issue == "missing" else ctx.is_gt
+        col[rows] = np.clip(scores[issue], 0.0, 1.0)
+        frame[f"{issue}_score"] = col
+        frame[f"is_{issue}_issue"] = np.nan_to_num(col, nan=-1.0) >= thr[issue]
+    sug = np.full(n, None, dtype=object)
+    sug[ctx.is_gt] = suggested
+    frame["suggested_label"] = sug
+    return frame
+
+
+def score_samples(box_scores: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
+    """Per-sample roll-up of box scores.
+
+    Args:
+        box_scores: frame indexed by ``box_id`` with ``sample_id`` and any of the
+            ``<issue>_score`` / ``is_<issue>_issue`` columns (box-level issues, including
+            ``group_box`` from :mod:`audit.inconsistency`).
+        samples: samples frame indexed by ``sample_id`` (its index is the output's index).
+            Extra ``partial_labels_score`` / ``is_partial_labels_issue`` columns in it are used.
+
+    Returns:
+        Frame indexed like ``samples``: ``<issue>_score`` (max over the sample's boxes; NaN when
+        no box of the right source), ``mistakenness_score`` (max over the issue scores, higher =
+        more likely to hold a label error; NaN when nothing applies) and ``flagged_issues``
+        (sorted list of issue names flagged on any of its boxes).
+    """
+    if "sample_id" not in box_scores.columns:
+        raise ValueError("box_scores: missing columns ['sample_id']")
+    issues = [i for i in (*BOX_ISSUES, "group_box") if f"{i}_score" in box_scores.columns]
+    index = samples.index
+    key = box_scores["sample_id"].astype(str)
+    out = pd.DataFrame(index=index)
+    flags = pd.Series([[] for _ in range(len(index))], index=index.astype(str), dtype=object)
+    for issue in issues:
+        col = pd.to_numeric(box_scores[f"{issue}_score"], errors="coerce")
+        out[f"{issue}_score"] = col.groupby(key).max().reindex(index.astype(str)).to_numpy()
+        flag_col = f"is_{issue}_issue"
+        if flag_col in box_scores.columns:
+            hit = set(key[box_scores[flag_col].fillna(False).astype(bool).to_numpy()])
+            for sid in hit.intersection(flags.index):
+                flags[sid].append(issue)
+    if "partial_labels_score" in samples.columns:
+        out["partial_labels_score"] = samples["partial_labels_score"].to_numpy(float)
+        if "is_partial_labels_issue" in samples.columns:
+            hit = samples.index.astype(str)[samples["is_partial_labels_issue"].fillna(False)
+                                            .astype(bool).to_numpy()]
+            for sid in hit:
+                flags[sid].append("partial_labels")
+    score_cols = [c for c in out.columns if c.endswith("_score")]
+    out["mistakenness_score"] = out[score_cols].max(axis=1, skipna=True) if score_cols else np.nan
+    out["flagged_issues"] = [sorted(v) for v in flags.to_numpy()]
+    return out

@@ -1,0 +1,111 @@
+"""Cosine k-nearest-neighbour evidence on per-box features, excluding boxes of the same image.
+
+Used by :mod:`audit.mistakenness`. Neighbours come from scikit-learn's ``NearestNeighbors``
+(brute force) with the euclidean metric on L2-normalised vectors: the neighbour order equals the
+cosine order (``|a - b|^2 = 2 - 2 cos``) and it runs sklearn's chunked, multi-threaded ``ArgKmin``
+path, which the ``cosine`` metric does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.neighbors import NearestNeighbors
+
+_CHUNK = 100_000  # queries per kneighbors call (bounds the (chunk, k) temporaries)
+
+
+@dataclass(frozen=True)
+class NeighbourEvidence:
+    """kNN statistics of each query box against the reference set.
+
+    Attributes:
+        distance: ``(Q,)`` mean cosine distance (``1 - cos``, in [0, 2]) to the k nearest
+            reference boxes of other images; NaN without neighbours.
+        share_own: ``(Q,)`` similarity-weighted share of neighbours carrying the query's label.
+        top_other: ``(Q,)`` label code of the most supported other label (-1 when none).
+        share_other: ``(Q,)`` similarity-weighted share of that label.
+    """
+
+    distance: NDArray[np.float64]
+    share_own: NDArray[np.float64]
+    top_other: NDArray[np.int64]
+    share_other: NDArray[np.float64]
+
+
+def l2_normalise(x: NDArray) -> NDArray[np.float32]:
+    """Rows of ``x`` scaled to unit L2 norm (zero rows stay zero), float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norm > 0, norm, 1.0)
+
+
+def knn_evidence(
+    ref_feat: NDArray,
+    ref_image: NDArray[np.int64],
+    ref_label: NDArray[np.int64],
+    query_feat: NDArray,
+    query_image: NDArray[np.int64],
+    query_label: NDArray[np.int64],
+    *,
+    k: int,
+) -> NeighbourEvidence:
+    """kNN label agreement and distance of each query against the reference boxes.
+
+    Reference boxes from the query's own image are skipped (a box must not vote for itself, nor
+    its neighbours in the same picture, which share lighting and labeller).
+
+    Args:
+        ref_feat: ``(R, F)`` L2-normalised reference features.
+        ref_image: ``(R,)`` image code of each reference box.
+        ref_label: ``(R,)`` label code of each reference box.
+        query_feat: ``(Q, F)`` L2-normalised query features.
+        query_image: ``(Q,)`` image code of each query.
+        query_label: ``(Q,)`` label code of each query (-1: none).
+        k: neighbours used per query.
+
+    Returns:
+        A :class:`NeighbourEvidence`.
+    """
+    q = len(query_feat)
+    out = NeighbourEvidence(np.full(q, np.nan), np.full(q, np.nan),
+                            np.full(q, -1, np.int64), np.zeros(q))
+    if q == 0 or len(ref_feat) == 0:
+        return out
+    per_image = np.bincount(ref_image).max()
+    kq = int(min(len(ref_feat), k + per_image))
+    nn = NearestNeighbors(n_neighbors=kq, algorithm="brute", metric="euclidean").fit(ref_feat)
+    for lo in range(0, q, _CHUNK):
+        hi = min(q, lo + _CHUNK)
+        dist, idx = nn.kneighbors(query_feat[lo:hi])
+        cos_d = dist.astype(np.float64) ** 2 / 2.0
+        keep = ref_image[idx] != query_image[lo:hi, None]
+        keep &= np.cumsum(keep, axis=1) <= k
+        _fill(out, slice(lo, hi), cos_d, ref_label[idx], keep, query_label[lo:hi])
+    return out
+
+
+def _fill(out: NeighbourEvidence, rows: slice, cos_d, labels, keep, own) -> None:
+    """Reduce one chunk of neighbour lists into ``out`` (in place)."""
+    n_keep = keep.sum(axis=1)
+    has = n_keep > 0
+    dist = np.where(keep, cos_d, 0.0).sum(axis=1) / np.maximum(n_keep, 1)
+    weight = np.where(keep, np.clip(1.0 - cos_d, 0.0, None) + 1e-6, 0.0)
+    total = weight.sum(axis=1)
+    total = np.where(total > 0, total, 1.0)
+    share_own = (weight * (labels == own[:, None])).sum(axis=1) / total
+    # support of each neighbour's label, then the best label that is not the query's own
+    support = np.zeros_like(weight)
+    for j in range(labels.shape[1]):
+        support += weight[:, j : j + 1] * (labels == labels[:, j : j + 1])
+    support /= total[:, None]
+    support = np.where(keep & (labels != own[:, None]), support, -1.0)
+    best = support.argmax(axis=1)
+    best_support = np.take_along_axis(support, best[:, None], axis=1)[:, 0]
+    top = np.where(best_support > 0, np.take_along_axis(labels, best[:, None], 1)[:, 0], -1)
+    out.distance[rows] = np.where(has, dist, np.nan)
+    out.share_own[rows] = np.where(has, share_own, np.nan)
+    out.top_other[rows] = top
+    out.share_other[rows] = np.clip(best_support, 0.0, None)
