@@ -72,6 +72,7 @@ CURVE_RHO_MIN = 0.3  # |Spearman rho| of loss vs a metadata field that makes a c
 CLUSTER_PCA_DIMS = 50  # embeddings are standardised and PCA-reduced to this before k-means / t-SNE
 CLUSTER_SILHOUETTE_MAX = 4000  # points (seeded subsample) on which k is chosen by silhouette
 PROJECTION_KNN = 5  # neighbours (PCA space) that place points left out of a t-SNE fit
+RECALL_CONF = 0.25  # a prediction at least this confident counts when measuring recall
 INSIGHT_MAX_SAMPLES = 1000  # sample ids kept per insight (highest loss first)
 
 # --- review ------------------------------------------------------------------------------------

@@ -174,7 +174,11 @@ def imbalance_insights(
             sentence=sentence, cluster=int(c), severity=sev,
             sample_ids=_ids(f, f["cluster"] == c),
             evidence={"plot": "train_val_counts", "cluster": int(c), "n_train": int(r.n_train),
-                      "n_val": n_val, "expected_train_share": p0},
+                      "n_val": n_val, "expected_train_share": p0, "x": "split", "y": "images",
+                      "color": "kind",
+                      "data": [{"split": s, "kind": k, "images": v} for s, k, v in (
+                          ("train", "observed", int(r.n_train)), ("val", "observed", n_val),
+                          ("train", "expected", p0 * r.n), ("val", "expected", (1 - p0) * r.n))]},
             stats={"p": r.p, "p_holm": r.p_holm, "train_share": r.share, "dataset_share": p0},
         ))
     return out
@@ -238,9 +242,16 @@ def overfit_insights(
             kind="overfit", title=f"Cluster {r.cluster}: overfitted", sentence=sentence,
             cluster=r.cluster, severity=float(np.clip(1 - 1 / rel, 0, 1)),
             sample_ids=_ids(f, mask),
-            evidence={"plot": "loss_by_split", "cluster": r.cluster,
+            evidence={"plot": "loss_by_split", "cluster": r.cluster, "x": "split",
+                      "y": "median_loss", "color": "where",
                       "train": _quart(f.loc[mask & (f["split"] == "train").to_numpy(), "loss"]),
-                      "val": _quart(f.loc[mask & (f["split"] == "val").to_numpy(), "loss"])},
+                      "val": _quart(f.loc[mask & (f["split"] == "val").to_numpy(), "loss"]),
+                      "data": [{"split": "train", "where": f"cluster {r.cluster}",
+                                "median_loss": r.train_median},
+                               {"split": "val", "where": f"cluster {r.cluster}",
+                                "median_loss": r.val_median},
+                               {"split": "train", "where": "dataset", "median_loss": t0},
+                               {"split": "val", "where": "dataset", "median_loss": v0}]},
             stats={"relative_ratio": rel, "p": r.p, "p_holm": r.p_holm},
         ))
     return out
@@ -280,7 +291,10 @@ def low_performance_insights(
             kind="low_performance", title=f"Cluster {r.cluster}: low performance",
             sentence=sentence, cluster=r.cluster, severity=float(np.clip(1 - 1 / rel, 0, 1)),
             sample_ids=_ids(f, f["cluster"] == r.cluster),
-            evidence={"plot": "val_loss_by_cluster", "cluster": r.cluster,
+            evidence={"plot": "val_loss_by_cluster", "cluster": r.cluster, "x": "cluster",
+                      "y": "median_val_loss",
+                      "data": [{"cluster": f"c{t.cluster}", "median_val_loss": t.val_median}
+                               for t in tests.itertuples()],
                       "recall": {} if recall is None else recall.to_dict()},
             stats={"loss_ratio": rel, "p": r.p, "p_holm": r.p_holm, "n_val": r.n_val},
         ))

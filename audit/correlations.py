@@ -1,0 +1,228 @@
+"""What sets a cluster apart, and how loss moves with metadata (pure).
+
+* :func:`metadata_insights`: for each cluster already named by another insight (imbalance,
+  overfit, low performance), the metadata columns whose mean differs from the rest of the dataset
+  by a standardised mean difference (Cohen's d, pooled SD) of at least ``effect_min``.
+* :func:`loss_curves` / :func:`curve_insights`: loss against a metadata column in quantile bins,
+  per split, with Spearman's rho; an insight when |rho| reaches ``rho_min`` and the correlation is
+  significant (Holm over the columns tested).
+
+Higher loss = worse everywhere; metadata columns are as in :mod:`audit.metadata`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+from scipy import stats
+
+from audit import constants as C
+from audit.frames import require_columns
+from audit.insights import Insight, _holm
+from audit.metadata import METADATA_COLUMNS
+
+WORDS = {  # column -> (noun phrase, "more" word, "less" word) for sentences
+    "n_objects": ("objects per image", "more", "fewer"),
+    "median_box_area": ("median box area", "larger", "smaller"),
+    "min_box_area": ("smallest box area", "larger", "smaller"),
+    "occlusion_mean_iou": ("occlusion (mean IoU between boxes)", "more", "less"),
+    "occlusion_max_ios": ("occlusion (max overlap of two boxes)", "more", "less"),
+    "crowd_fraction": ("share of crowd boxes", "higher", "lower"),
+}
+CURVE_COLUMNS = ("median_box_area", "n_objects")  # always tried; count_<class> columns are added
+
+
+def metadata_columns(samples: pd.DataFrame) -> list[str]:
+    """Numeric metadata columns of a samples frame (``METADATA_COLUMNS`` then ``count_*``)."""
+    cols = [c for c in METADATA_COLUMNS if c in samples.columns]
+    cols += sorted(c for c in samples.columns if str(c).startswith("count_"))
+    return [c for c in cols if pd.api.types.is_numeric_dtype(samples[c])]
+
+
+def _describe(col: str) -> tuple[str, str, str]:
+    """Noun, more-word and less-word for a metadata column."""
+    if col.startswith("count_"):
+        return f"{col.removeprefix('count_')} objects per image", "more", "fewer"
+    return WORDS.get(col, (col, "higher", "lower"))
+
+
+def effect_sizes(samples: pd.DataFrame, labels: ArrayLike, cluster: int) -> pd.DataFrame:
+    """Cohen's d of each metadata column, the cluster against the rest.
+
+    Args:
+        samples: samples frame with metadata columns.
+        labels: ``(n_samples,)`` cluster per sample.
+        cluster: the cluster to describe.
+
+    Returns:
+        Frame indexed by column: ``mean_in``, ``mean_out``, ``d`` (positive = higher in the
+        cluster; NaN where a side has fewer than two finite values or no spread).
+    """
+    lab = np.asarray(labels)
+    if lab.shape != (len(samples),):
+        raise ValueError(f"labels: expected shape ({len(samples)},), got {lab.shape}")
+    inside = lab == cluster
+    rows = {}
+    for col in metadata_columns(samples):
+        x = samples[col].to_numpy(np.float64)
+        a, b = x[inside & np.isfinite(x)], x[~inside & np.isfinite(x)]
+        d = np.nan
+        if len(a) >= 2 and len(b) >= 2:
+            pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1))
+                             / (len(a) + len(b) - 2))
+            d = (a.mean() - b.mean()) / pooled if pooled > 0 else np.nan
+        rows[col] = {"mean_in": a.mean() if len(a) else np.nan,
+                     "mean_out": b.mean() if len(b) else np.nan, "d": d}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=["mean_in", "mean_out", "d"])
+
+
+def metadata_insights(
+    samples: pd.DataFrame, labels: ArrayLike, clusters: ArrayLike, *,
+    effect_min: float = C.EFFECT_SIZE_MIN, max_named: int = 3,
+) -> list[Insight]:
+    """For each given cluster, the metadata that sets it apart (|Cohen's d| >= ``effect_min``).
+
+    Args:
+        samples: samples frame with metadata columns (``loss`` orders the sample ids).
+        labels: ``(n_samples,)`` cluster per sample.
+        clusters: the clusters to describe (those other insights flagged).
+        effect_min: smallest |d| named; max_named: at most this many columns in the sentence.
+
+    Returns:
+        Insights of kind ``metadata``; severity = min(1, max |d| / 3).
+
+    Example:
+        >>> metadata_insights(samples, labels, [2])  # doctest: +SKIP
+    """
+    lab = np.asarray(labels)
+    out = []
+    for c in sorted({int(c) for c in np.asarray(clusters).ravel()}):
+        eff = effect_sizes(samples, lab, c).dropna(subset=["d"])
+        eff = eff[eff["d"].abs() >= effect_min]
+        if eff.empty:
+            continue
+        eff = eff.reindex(eff["d"].abs().sort_values(ascending=False).index)
+        parts = []
+        for col, r in eff.head(max_named).iterrows():
+            noun, more, less = _describe(str(col))
+            parts.append(f"{more if r.d > 0 else less} {noun} ({r.mean_in:.3g} vs "
+                         f"{r.mean_out:.3g}, d = {r.d:+.1f})")
+        sentence = (f"Cluster {c} differs from the rest of the dataset in its metadata: "
+                    + "; ".join(parts) + ". Images like these are what the cluster's other "
+                    "findings are about.")
+        inside = lab == c
+        loss = pd.to_numeric(samples.get("loss", pd.Series(0.0, index=samples.index)),
+                             errors="coerce")
+        ids = samples.index[inside][np.argsort(-loss.to_numpy(float)[inside], kind="stable")]
+        data = [{"metadata": str(col), "group": side, "mean": float(r[f"mean_{key}"])}
+                for col, r in eff.head(max_named).iterrows()
+                for side, key in ((f"cluster {c}", "in"), ("rest", "out"))]
+        out.append(Insight(
+            kind="metadata", title=f"Cluster {c}: what sets it apart", sentence=sentence,
+            cluster=c, severity=float(min(1.0, eff["d"].abs().max() / 3)),
+            sample_ids=tuple(ids.astype(str)),
+            evidence={"plot": "metadata_bar", "x": "metadata", "y": "mean", "color": "group",
+                      "data": data},
+            stats={"effect_sizes": eff.reset_index(names="column").to_dict(orient="records")},
+        ))
+    return out
+
+
+def loss_curve(samples: pd.DataFrame, column: str, *, bins: int = C.CURVE_BINS) -> pd.DataFrame:
+    """Median loss per quantile bin of ``column``, per split.
+
+    Returns:
+        Long frame: ``split``, ``bin``, ``<column>`` (median of the bin), ``median_loss``,
+        ``n`` (samples in the bin). Empty when nothing is finite.
+    """
+    require_columns(samples, ("split", "loss", column), "samples")
+    f = pd.DataFrame({"split": samples["split"].astype(str),
+                      "x": pd.to_numeric(samples[column], errors="coerce"),
+                      "loss": pd.to_numeric(samples["loss"], errors="coerce")}).dropna()
+    rows = []
+    for split, part in f.groupby("split", sort=True):
+        if part["x"].nunique() < 2:
+            continue
+        q = pd.qcut(part["x"].rank(method="first"), min(bins, len(part)), labels=False)
+        g = part.groupby(q)
+        rows.append(pd.DataFrame({"split": split, "bin": g.ngroup().unique(),
+                                  column: g["x"].median().to_numpy(),
+                                  "median_loss": g["loss"].median().to_numpy(),
+                                  "n": g.size().to_numpy()}))
+    cols = ["split", "bin", column, "median_loss", "n"]
+    return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
+
+
+def _spearman(samples: pd.DataFrame, column: str, split: str | None) -> tuple[float, float, int]:
+    """Spearman rho, p and n of loss vs ``column`` (one split or all)."""
+    f = samples if split is None else samples[samples["split"].astype(str) == split]
+    x = pd.to_numeric(f[column], errors="coerce").to_numpy(float)
+    y = pd.to_numeric(f["loss"], errors="coerce").to_numpy(float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 5 or np.unique(x[ok]).size < 2 or np.unique(y[ok]).size < 2:
+        return np.nan, np.nan, int(ok.sum())
+    res = stats.spearmanr(x[ok], y[ok])
+    return float(res.statistic), float(res.pvalue), int(ok.sum())
+
+
+def curve_insights(
+    samples: pd.DataFrame, *, columns: tuple[str, ...] | None = None,
+    bins: int = C.CURVE_BINS, rho_min: float = C.CURVE_RHO_MIN, alpha: float = C.ALPHA,
+    min_samples: int = 30,
+) -> list[Insight]:
+    """Loss-vs-metadata curves whose Spearman |rho| reaches ``rho_min`` (Holm over columns).
+
+    The correlation is measured on val (what the model did not train on) when it has at least
+    ``min_samples`` samples, else on all samples; the evidence holds the binned curve per split.
+
+    Args:
+        samples: samples frame with ``split``, ``loss`` and metadata columns.
+        columns: metadata columns to test (default ``CURVE_COLUMNS`` plus every ``count_*``).
+        bins: quantile bins per curve; rho_min: smallest |rho| reported; alpha: Holm level.
+
+    Returns:
+        Insights of kind ``curve``; severity = |rho|.
+
+    Example:
+        >>> curve_insights(samples)[0].sentence  # doctest: +SKIP
+        'Loss rises as median box area falls ...'
+    """
+    require_columns(samples, ("split", "loss"), "samples")
+    if columns is None:
+        columns = tuple(c for c in (*CURVE_COLUMNS, *sorted(
+            c for c in samples.columns if str(c).startswith("count_"))) if c in samples.columns)
+    n_val = int((samples["split"].astype(str) == "val").sum())
+    on = "val" if n_val >= min_samples else None
+    tested = [(c, *_spearman(samples, c, on)) for c in columns]
+    tested = [t for t in tested if np.isfinite(t[1])]
+    if not tested:
+        return []
+    p_holm = _holm([t[2] for t in tested])
+    out = []
+    for (col, rho, p, n), ph in zip(tested, p_holm, strict=True):
+        if abs(rho) < rho_min or ph >= alpha:
+            continue
+        noun, more, less = _describe(col)
+        trend = more if rho > 0 else less
+        sentence = (f"Loss rises with {trend} {noun}: Spearman rho = {rho:+.2f} between "
+                    f"{noun} and loss on {on or 'all'} images (n = {n}, Holm p = {ph:.2g}).")
+        if col in ("median_box_area", "min_box_area") and rho < 0:
+            sentence += (" Small objects are the weak spot: train at a larger image size, add "
+                         "small-object images, or check that small objects are labelled.")
+        elif col.startswith("count_") or col == "n_objects":
+            sentence += (" Crowded images are the weak spot: check how crowded scenes are "
+                         "labelled and add more of them.")
+        curve = loss_curve(samples, col, bins=bins)
+        x = pd.to_numeric(samples[col], errors="coerce").to_numpy(float)
+        worst = np.argsort(x if rho < 0 else -x, kind="stable")
+        worst = worst[np.isfinite(x[worst])]
+        out.append(Insight(
+            kind="curve", title=f"Loss vs {noun}", sentence=sentence,
+            label=col.removeprefix("count_") if col.startswith("count_") else None,
+            severity=float(min(1.0, abs(rho))), sample_ids=tuple(samples.index[worst].astype(str)),
+            evidence={"plot": "loss_curve", "column": col, "x": col, "y": "median_loss",
+                      "color": "split", "data": curve.to_dict(orient="records")},
+            stats={"rho": rho, "p": p, "p_holm": float(ph), "n": n, "split": on or "all"},
+        ))
+    return sorted(out, key=lambda i: -i.severity)

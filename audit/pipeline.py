@@ -1,0 +1,203 @@
+"""Every audit over the frames of one dataset, in one call (pure).
+
+:func:`run_all` takes the samples frame, the image embeddings, the boxes frame and the per-box
+features (docs/ARCHITECTURE.md) and runs mistakenness, label inconsistency, 2-D projections,
+clustering, per-cluster statistics and every insight. The data layer reads the frames and writes
+the :class:`AuditResult` back; nothing here touches FiftyOne, torch or ultralytics.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from tqdm.auto import tqdm
+
+from audit import boxes as B
+from audit import clusters as CL
+from audit import constants as C
+from audit.correlations import curve_insights, metadata_insights
+from audit.frames import check_boxes, check_features, require_columns, xyxy
+from audit.inconsistency import convention_insights, score_inconsistency
+from audit.insights import (
+    Insight,
+    imbalance_insights,
+    low_performance_insights,
+    overfit_insights,
+)
+from audit.mistakenness import score_boxes, score_samples
+
+
+@dataclass
+class AuditResult:
+    """Everything one scoring run produces.
+
+    Attributes:
+        samples: indexed by ``sample_id``: ``<issue>_score`` per issue, ``mistakenness_score``
+            (max over issues; higher = more likely to hold a label error, NaN = nothing applies),
+            ``flagged`` (list of issue names), ``cluster`` (int), ``proj_<method>_x`` / ``_y``.
+        boxes: one row per box with ``box_id``, ``sample_id``, ``source``, ``label``,
+            ``<issue>_score``, ``is_<issue>_issue`` and ``suggested_label``.
+        insights: the findings, most severe first.
+        clusters: per-cluster statistics (:func:`audit.clusters.cluster_stats`).
+        classes: per-class labelling conventions (:mod:`audit.inconsistency`).
+        timings: seconds per stage.
+    """
+
+    samples: pd.DataFrame
+    boxes: pd.DataFrame
+    insights: list[Insight]
+    clusters: pd.DataFrame
+    classes: pd.DataFrame
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def class_recall(boxes: pd.DataFrame, labels: pd.Series, *, split: pd.Series | None = None,
+                 conf: float = C.RECALL_CONF, match_iou: float = C.MATCH_IOU) -> pd.DataFrame:
+    """Per cluster and class, the share of ground-truth boxes found by the model.
+
+    A gt box is found when a same-class prediction with confidence >= ``conf`` has IoU >=
+    ``match_iou`` with it. Crowd boxes are left out.
+
+    Args:
+        boxes: boxes frame (absolute ``xyxy``, gt and pred rows).
+        labels: cluster per sample, indexed by ``sample_id``.
+        split: split per sample (same index); when given only ``val`` samples count.
+
+    Returns:
+        Frame indexed by cluster, one column per class, recall in [0, 1] (NaN: no such box).
+    """
+    check_boxes(boxes)
+    keep = boxes["sample_id"].map(labels).notna().to_numpy().copy()
+    if split is not None:
+        keep &= (boxes["sample_id"].map(split) == "val").to_numpy()
+    b = boxes[keep]
+    crowd = b["iscrowd"].fillna(False).astype(bool).to_numpy() if "iscrowd" in b else False
+    gt = b[(b["source"].to_numpy() == "gt") & ~crowd]
+    pred = b[(b["source"].to_numpy() == "pred")
+             & (np.nan_to_num(b["confidence"].to_numpy(float)) >= conf)]
+    if gt.empty:
+        return pd.DataFrame()
+    codes, _ = pd.factorize(pd.concat([gt["sample_id"], pred["sample_id"]]), sort=False)
+    pairs = B.overlapping_pairs(xyxy(gt), codes[: len(gt)], xyxy(pred), codes[len(gt):])
+    same = gt["label"].to_numpy()[pairs["ia"]] == pred["label"].to_numpy()[pairs["ib"]]
+    found = np.zeros(len(gt), bool)
+    found[pairs["ia"][same & (pairs["iou"] >= match_iou)]] = True
+    frame = pd.DataFrame({"cluster": gt["sample_id"].map(labels).to_numpy(),
+                          "label": gt["label"].astype(str).to_numpy(), "found": found})
+    return frame.pivot_table(index="cluster", columns="label", values="found", aggfunc="mean")
+
+
+def _check(samples: pd.DataFrame, embeddings: NDArray, boxes: pd.DataFrame,
+           box_features: NDArray | None) -> NDArray[np.float32]:
+    """Validate the frames once, at the entry point."""
+    require_columns(samples, ("split", "loss"), "samples")
+    check_boxes(boxes)
+    check_features(box_features, len(boxes))
+    emb = np.asarray(embeddings, dtype=np.float32)
+    if emb.ndim != 2 or len(emb) != len(samples):
+        raise ValueError(f"embeddings: expected shape ({len(samples)}, D), got {emb.shape}")
+    unknown = set(boxes["sample_id"].astype(str)) - set(samples.index.astype(str))
+    if unknown:
+        raise ValueError(f"boxes: sample_id {sorted(unknown)[0]!r} is not in the samples frame")
+    return emb
+
+
+def _box_scores(boxes, box_features, samples, timings):
+    """Mistakenness and inconsistency per box, and the per-sample partial-labelling frame."""
+    t = time.perf_counter()
+    scores, _ = score_boxes(boxes, box_features, samples)
+    timings["mistakenness_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    inc = score_inconsistency(boxes)
+    timings["inconsistency_s"] = time.perf_counter() - t
+    group = inc.boxes[["group_box_score", "is_group_box_issue", "n_members"]]
+    scores = scores.join(group, how="left")
+    scores["is_group_box_issue"] = scores["is_group_box_issue"].astype("boolean").fillna(False)
+    partial = inc.samples.reindex(samples.index.astype(str))
+    return scores, partial, inc
+
+
+def run_all(
+    samples: pd.DataFrame,
+    embeddings: NDArray,
+    boxes: pd.DataFrame,
+    box_features: NDArray | None = None,
+    *,
+    projections: Sequence[str] = C.PROJECTION_METHODS,
+    n_clusters: int | None = C.N_CLUSTERS,
+    seed: int = C.SEED,
+    progress: bool = False,
+) -> AuditResult:
+    """Run every audit.
+
+    Args:
+        samples: samples frame indexed by ``sample_id`` (``split``, ``loss``, loss components,
+            metadata, ``count_<class>``).
+        embeddings: ``(n_samples, D)`` image embeddings, rows aligned with ``samples``.
+        boxes: boxes frame, absolute ``xyxy``; gt and pred rows.
+        box_features: ``(n_boxes, F)`` per-box features aligned with ``boxes`` (NaN rows where
+            missing), or None.
+        projections: 2-D projections to compute ("pca", "tsne", "umap").
+        n_clusters: k for k-means, None to choose it by silhouette.
+        seed: random seed; progress: show a tqdm bar over the stages.
+
+    Returns:
+        An :class:`AuditResult`; all scores are higher = more likely wrong.
+
+    Example:
+        >>> result = run_all(samples, embeddings, boxes, box_features)  # doctest: +SKIP
+        >>> [i.sentence for i in result.insights][:2]  # doctest: +SKIP
+    """
+    emb = _check(samples, embeddings, boxes, box_features)
+    samples = samples.copy()
+    samples.index = samples.index.astype(str)
+    timings: dict[str, float] = {}
+    stages = tqdm(total=3 + len(projections), desc="audit", disable=not progress, unit="stage")
+    scores, partial, inc = _box_scores(boxes, box_features, samples, timings)
+    stages.update(1)
+    per_sample = score_samples(scores, samples.join(
+        partial[["partial_labels_score", "is_partial_labels_issue"]]))
+    out = per_sample.rename(columns={"flagged_issues": "flagged"})
+    for method in projections:
+        stages.set_postfix_str(method)
+        t = time.perf_counter()
+        xy = CL.project(emb, method, seed=seed)
+        timings[f"projection_{method}_s"] = time.perf_counter() - t
+        out[f"proj_{method}_x"], out[f"proj_{method}_y"] = xy[:, 0], xy[:, 1]
+        stages.update(1)
+    t = time.perf_counter()
+    labels = CL.cluster(emb, n_clusters=n_clusters, seed=seed)
+    out["cluster"] = labels
+    stats = CL.cluster_stats(samples, labels)
+    timings["clusters_s"] = time.perf_counter() - t
+    stages.update(1)
+    t = time.perf_counter()
+    found = _insights(samples, labels, boxes, inc)
+    timings["insights_s"] = time.perf_counter() - t
+    stages.update(1)
+    stages.close()
+    box_frame = scores.reset_index().rename(columns={"index": "box_id"})
+    return AuditResult(samples=out, boxes=box_frame, insights=found, clusters=stats,
+                       classes=inc.classes, timings=timings)
+
+
+def _insights(samples: pd.DataFrame, labels: NDArray, boxes: pd.DataFrame, inc) -> list[Insight]:
+    """Every insight, most severe first; metadata insights for the clusters others flagged."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lab = pd.Series(labels, index=samples.index)
+        recall = class_recall(boxes, lab, split=samples["split"])
+        found = [*imbalance_insights(samples, labels), *overfit_insights(samples, labels),
+                 *low_performance_insights(samples, labels,
+                                           class_recall=recall if len(recall) else None)]
+        flagged = sorted({i.cluster for i in found if i.cluster is not None})
+        found += metadata_insights(samples, labels, flagged)
+        found += curve_insights(samples)
+        found += convention_insights(inc.classes, inc.boxes)
+    return sorted(found, key=lambda i: -i.severity)
