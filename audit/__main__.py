@@ -1,14 +1,17 @@
 """Command line: ``python -m audit {demo-world, train-demo, demo, ingest, score, export, bench}``.
 
 Every subcommand runs headless with a tqdm progress bar; a bad input ends the command with one
-clear line on stderr and a non-zero exit code, not a traceback.
+clear line on stderr (``error: ...``, a list of input problems joined with ``;``) and exit code 2,
+not a traceback. Warnings print as one ``warning: ...`` line each.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
+from typing import Any
 
 from audit import constants as C
 
@@ -30,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=40)
     t.add_argument("--imgsz", type=int, default=320)
     t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    t.add_argument("--val-every-epoch", action="store_true", help="validate after each epoch")
 
     d = sub.add_parser("demo", help="build the demo world and ingest + score it (idempotent)")
     d.add_argument("--name", default=C.DEMO_DATASET_NAME)
@@ -67,6 +72,27 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _layers(text: str) -> tuple[int, ...]:
+    """``--layers 16,19,22`` -> ``(16, 19, 22)``; ValueError naming the option otherwise."""
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"--layers must be comma-separated layer indices, got {text!r}") from None
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line: a multi-line problem list joined with ``; ``."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+    head, rest = lines[0], "; ".join(lines[1:])
+    return head if not rest else f"{head} {rest}" if head.endswith(":") else f"{head}; {rest}"
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """``warnings.showwarning`` for the command line: ``warning: <message>`` on one line."""
+    print(f"warning: {one_line(Exception(message))}", file=file or sys.stderr)
+
+
 def _run(args: argparse.Namespace) -> int:
     """Dispatch one parsed command; imports lazily so --help stays fast."""
     if args.command == "demo-world":
@@ -80,7 +106,9 @@ def _run(args: argparse.Namespace) -> int:
         from audit.world.train import train_demo_checkpoint
 
         metrics = train_demo_checkpoint(args.world, args.out, epochs=args.epochs,
-                                        imgsz=args.imgsz, batch=args.batch)
+                                        imgsz=args.imgsz, batch=args.batch,
+                                        threads=args.threads,
+                                        val_every_epoch=args.val_every_epoch)
         print(metrics)
     elif args.command == "demo":
         from audit.data.demo import build_demo
@@ -89,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "ingest":
         from audit.data.ingest import ingest
 
-        layers = tuple(int(x) for x in args.layers.split(",") if x.strip())
+        layers = _layers(args.layers)
         ingest(args.name, images=args.images, train_json=args.train_json,
                val_json=args.val_json, data_yaml=args.data_yaml, model=args.model,
                imgsz=args.imgsz, batch=args.batch, device=args.device, layers=layers)
@@ -114,9 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = _parser().parse_args(argv)
     try:
-        return _run(args)
-    except (ValueError, FileNotFoundError, PermissionError, NotADirectoryError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return _run(args)
+    except (ValueError, OSError) as exc:  # bad input, missing / unwritable file, full disk
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: what was written so far is kept; run again to resume", file=sys.stderr)

@@ -8,7 +8,7 @@ standardises the embeddings and reduces them with PCA to at most ``CLUSTER_PCA_D
 from __future__ import annotations
 
 import warnings
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ from audit.frames import LOSS_COLUMNS, require_columns
 from audit.metadata import METADATA_COLUMNS
 
 
-class ProjectionMethod(str, Enum):
+class ProjectionMethod(StrEnum):
     """2-D projection methods; the string values are accepted everywhere."""
 
     PCA = "pca"
@@ -45,6 +45,8 @@ def _check(embeddings: NDArray) -> NDArray[np.float32]:
 def reduce(embeddings: NDArray, *, dims: int = C.CLUSTER_PCA_DIMS, seed: int = C.SEED) -> NDArray:
     """Standardise each column, then PCA to ``min(dims, n - 1, D)`` dimensions, ``(n, d)``."""
     x = _check(embeddings)
+    if len(x) == 0:  # no rows: nothing to standardise (and no empty-slice warnings)
+        return x[:, : int(min(dims, 1, x.shape[1]))]
     std = x.std(axis=0)
     z = (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
     d = int(min(dims, max(len(z) - 1, 1), z.shape[1]))
@@ -78,7 +80,8 @@ def project(
         max_points: fit size limit for t-SNE / UMAP.
 
     Returns:
-        ``(n, 2)`` float64 coordinates (no unit; only neighbourhoods are meaningful).
+        ``(n, 2)`` float64 coordinates (no unit; only neighbourhoods are meaningful); all 0
+        when every point is the same.
 
     Example:
         >>> xy = project(np.random.default_rng(0).normal(size=(100, 8)), "pca")
@@ -88,11 +91,15 @@ def project(
     try:
         method = ProjectionMethod(method)
     except ValueError:
-        raise ValueError(f"method: expected one of {C.PROJECTION_METHODS}, got {method!r}") from None
+        raise ValueError(
+            f"method: expected one of {C.PROJECTION_METHODS}, got {method!r}"
+        ) from None
     x = _check(embeddings)
     n = len(x)
     if n < 3:
         return np.zeros((n, 2)) if n < 2 else np.array([[0.0, 0.0], [1.0, 0.0]])
+    if not np.any(np.ptp(x, axis=0) > 0):  # all points identical: t-SNE would divide by 0
+        return np.zeros((n, 2))
     z = reduce(x, seed=seed)
     if method is ProjectionMethod.PCA:
         out = z[:, :2] if z.shape[1] >= 2 else np.c_[z, np.zeros(n)]
@@ -163,10 +170,10 @@ def cluster(
     Returns:
         ``(n,)`` int64 cluster ids ``0 .. k - 1`` (all 0 when n < 2).
     """
-    z = reduce(embeddings, seed=seed)
-    n = len(z)
     if n_clusters is not None and n_clusters < 1:
         raise ValueError(f"n_clusters: expected a positive int or None, got {n_clusters}")
+    z = reduce(embeddings, seed=seed)
+    n = len(z)
     if n < 2:
         return np.zeros(n, np.int64)
     if n_clusters is None:

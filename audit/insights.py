@@ -20,7 +20,6 @@ from scipy import stats
 
 from audit import constants as C
 from audit.frames import require_columns
-from audit.metadata import METADATA_COLUMNS
 
 KINDS = ("imbalance", "overfit", "low_performance", "metadata", "inconsistency", "curve")
 
@@ -143,7 +142,8 @@ def imbalance_insights(
         alpha: family-wise level; min_cluster_size: smaller clusters are not tested.
 
     Returns:
-        Insights of kind ``imbalance``; severity = |logit(cluster share) - logit(dataset share)| / 4.
+        Insights of kind ``imbalance``;
+        severity = |logit(cluster share) - logit(dataset share)| / 4.
     """
     f = _frame(samples, labels)
     if not _usable(f, need_splits=True, need_clusters=True, what="imbalance"):
@@ -285,7 +285,8 @@ def low_performance_insights(
         if class_recall is not None and r.cluster in class_recall.index:
             recall = class_recall.loc[r.cluster].dropna()
             if len(recall):
-                sentence += f" Worst class there: {recall.idxmin()} (val recall {recall.min():.2f})."
+                sentence += (f" Worst class there: {recall.idxmin()} "
+                             f"(val recall {recall.min():.2f}).")
         sentence += " Collect or relabel more images like these."
         out.append(Insight(
             kind="low_performance", title=f"Cluster {r.cluster}: low performance",

@@ -343,7 +343,7 @@ def _assemble(boxes, ctx: _Context, scores: dict, suggested, thr) -> pd.DataFram
         frame[f"is_{issue}_issue"] = np.nan_to_num(col, nan=-1.0) >= thr[issue]
     sug = np.full(n, None, dtype=object)
     sug[ctx.is_gt] = suggested
-    frame["suggested_label"] = sug
+    frame["suggested_label"] = pd.Series(sug, index=frame.index, dtype=object)  # keeps None
     return frame
 
 

@@ -137,7 +137,7 @@ def _sample(name: str, sid: str, path: str) -> None:
     ds = cache.dataset(name)
     review = views.sample_review(ds, sid)
     boxes = views.sample_boxes(ds, sid)
-    flagged = boxes[boxes["flagged_issue"].notna()].reset_index(drop=True)
+    flagged = boxes[boxes["flagged_issue"].notna()].set_index("box_id", drop=False)
     classes = cache.overview(name, cache.version(name))["classes"]
     left, right = st.columns([3, 2])
     with right:
@@ -146,9 +146,10 @@ def _sample(name: str, sid: str, path: str) -> None:
         if flagged.empty:
             st.caption("No box of this sample is over a flag threshold.")
         else:
-            i = st.radio("Flagged boxes", flagged.index, key="triage_box",
-                         format_func=lambda k: _box_caption(flagged.loc[k]))
-            picked = flagged.loc[i if i in flagged.index else 0]
+            captions = {bid: _box_caption(row) for bid, row in flagged.iterrows()}
+            box_id = st.radio("Flagged boxes", list(captions), key="triage_box",
+                              format_func=lambda bid: captions.get(bid, str(bid)))
+            picked = flagged.loc[box_id if box_id in flagged.index else flagged.index[0]]
             _box_actions(name, sid, review["revision"], boxes, picked, classes)
         st.divider()
         _image_actions(name, sid, review["revision"])

@@ -57,10 +57,16 @@ def _dataset(name_or_ds: str | fo.Dataset) -> fo.Dataset:
 
 
 def prepare_out_dir(out_dir: str | Path) -> Path:
-    """Create ``out_dir`` if needed and check it is a writable folder (``ValueError`` naming it)."""
+    """Create ``out_dir`` if needed and check it is a writable folder (``ValueError`` naming it).
+
+    ``os.access`` answers for the real user (it says no to a 0o500 folder unless run as root); the
+    probe file then catches what it cannot see (read-only mounts, root on some file systems).
+    """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output folder {out} is a file, not a folder")
+    if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"output folder {out} is not writable (permission denied)")
     try:
         out.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test-")
@@ -152,7 +158,8 @@ def export(name_or_ds: str | fo.Dataset, fmt: str, out_dir: str | Path, *,
 
     Raises:
         ValueError: unknown dataset, format or split; unsafe dataset name; ``out_dir`` is a file
-            or is not writable. Nothing is written then.
+            or is not writable; the output name is taken by a folder (coco, relabel-csv) or a
+            file (yolo). Nothing is written then.
 
     Example:
         >>> export("yolo-audit-demo", "coco", "exports")  # doctest: +SKIP
@@ -164,20 +171,26 @@ def export(name_or_ds: str | fo.Dataset, fmt: str, out_dir: str | Path, *,
         raise ValueError(f"split must be one of {C.SPLITS} or None, got {split!r}")
     ds = _dataset(name_or_ds)
     tag = safe_name(ds.name) + (f"-{split}" if split else "")
-    out = prepare_out_dir(out_dir)
-    view = corrected_detections(ds)
-    if split is not None:
-        view = view.match(F("split") == split)
-    if not len(view):
-        warnings.warn(f"dataset {ds.name!r}{f' split {split}' if split else ''} has no "
-                      "samples: the export is empty", stacklevel=2)
     writers: dict[str, tuple[str, Callable[[Any, Path], None]]] = {
         "coco": (f"{tag}-coco.json", _export_coco),
         "yolo": (f"{tag}-yolo", _export_yolo),
         "relabel-csv": (f"{tag}-relabel.csv", _write_relabel_csv),
     }
     file_name, writer = writers[fmt]
-    final = out / safe_name(file_name, "output file name")
+    final = Path(out_dir) / safe_name(file_name, "output file name")
+    if fmt == "yolo" and (final.is_symlink() or final.exists()) and not final.is_dir():
+        raise ValueError(f"{final} exists and is not a folder; the yolo export writes a folder "
+                         "there (move the file away)")
+    if fmt != "yolo" and final.is_dir():
+        raise ValueError(f"{final} exists and is a folder; the {fmt} export writes a file there "
+                         "(move the folder away)")
+    prepare_out_dir(out_dir)
+    view = corrected_detections(ds)
+    if split is not None:
+        view = view.match(F("split") == split)
+    if not len(view):
+        warnings.warn(f"dataset {ds.name!r}{f' split {split}' if split else ''} has no "
+                      "samples: the export is empty", stacklevel=2)
     writer(view if fmt != "relabel-csv" else (ds, split), final)
     return final
 

@@ -1,7 +1,8 @@
 """Ingest: validated inputs + a YOLO11 checkpoint -> the persistent FiftyOne dataset, resumable.
 
 Everything is validated before anything is written: the COCO JSON / data.yaml (see
-:mod:`audit.data.inputs`), the checkpoint, the class names (matched by name), ``imgsz`` and, when
+:mod:`audit.data.inputs`), the checkpoint, the class names (matched by name), ``imgsz``, the
+dataset name (one path component: it is also the review log's folder) and, when
 the dataset already exists, that it was built with the same model, ``imgsz`` and layers. Then, per
 batch: decode the images, run one :meth:`Detector.forward` with the ground truth, build the
 samples (ground truth, predictions, per-box features, losses, embedding, metadata) and add them
@@ -11,6 +12,7 @@ ingest continues where it stopped and a re-run adds nothing; a failing batch add
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,12 +22,18 @@ import fiftyone as fo
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from PIL import Image, ImageOps
+from PIL import ImageOps
 from tqdm.auto import tqdm
 
 from audit import constants as C
 from audit.data import store
-from audit.data.inputs import CocoSplit, ImageRecord, check_class_names, read_coco_split
+from audit.data.inputs import (
+    CocoSplit,
+    ImageRecord,
+    check_class_names,
+    open_image,
+    read_coco_split,
+)
 
 ProgressCallback = Callable[[float, str], None]  # (fraction done in [0, 1], message)
 
@@ -55,8 +63,8 @@ def read_inputs(*, images: str | Path | None = None, train_json: str | Path | No
     for s in splits:
         for rec in s.images:
             if rec.filepath in seen:
-                raise ValueError(f"{s.source.name}: {rec.record}: the same image file is also in "
-                                 f"the {seen[rec.filepath]} split ({rec.filepath})")
+                raise ValueError(f"{rec.record}: the same image file is also in the "
+                                 f"{seen[rec.filepath]} split ({rec.filepath})")
             seen[rec.filepath] = s.split
     return splits
 
@@ -93,7 +101,7 @@ def decode_image(rec: ImageRecord) -> NDArray[np.uint8]:
         ValueError: naming the file, when it cannot be decoded or its size is not the header's.
     """
     try:
-        with Image.open(rec.filepath) as im:
+        with open_image(rec.filepath) as im:
             array = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
     except (OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"{rec.record}: cannot decode {rec.filepath}: {exc}") from None
@@ -163,8 +171,9 @@ def _settings(detector: Any, splits: list[CocoSplit], imgsz: int,
 def _prepare(name: str, splits: list[CocoSplit], model: str | Path, imgsz: int, batch: int,
              device: str, layers: Sequence[int]) -> tuple[Any, dict[str, int], dict[str, Any]]:
     """Validate checkpoint, class names and knobs; returns (detector, class map, settings)."""
-    if not name or not isinstance(name, str):
-        raise ValueError(f"dataset name must be a non-empty string, got {name!r}")
+    from audit.reviews import safe_name
+
+    safe_name(name)  # the name is also a folder of the review log: no separators, no '..'
     if int(imgsz) <= 0 or int(imgsz) % 32:
         raise ValueError(f"imgsz must be a positive multiple of 32, got {imgsz}")
     if int(batch) < 1:
@@ -175,7 +184,7 @@ def _prepare(name: str, splits: list[CocoSplit], model: str | Path, imgsz: int, 
     class_map: dict[str, int] = {}
     for s in splits:
         class_map |= check_class_names(s.used_class_names, detector.class_names,
-                                       source=s.source.name)
+                                       source=s.source.name, model=Path(model).name)
     return detector, class_map, _settings(detector, splits, imgsz, detector.layers)
 
 
@@ -205,8 +214,9 @@ def ingest(name: str, *, images: str | Path | None = None, train_json: str | Pat
         The dataset, every image of the inputs in it once.
 
     Raises:
-        ValueError: bad inputs, checkpoint, class names or settings (nothing is written), or an
-            image that fails to decode (the batches before it stay stored).
+        ValueError: bad inputs, checkpoint, class names, settings or dataset name (nothing is
+            written), or an image that fails to decode although its header read (the batches
+            before it stay stored; a dataset this call created and left empty is removed).
 
     Example:
         >>> ds = ingest("world", images="w/images", train_json="w/train.json",
@@ -215,15 +225,32 @@ def ingest(name: str, *, images: str | Path | None = None, train_json: str | Pat
     splits = read_inputs(images=images, train_json=train_json, val_json=val_json,
                          data_yaml=data_yaml)
     detector, class_map, settings = _prepare(name, splits, model, imgsz, batch, device, layers)
-    if fo.dataset_exists(name):
+    created = not fo.dataset_exists(name)
+    if created:
+        ds = store.create_dataset(name, {**settings, "complete": False})
+    else:
         ds = fo.load_dataset(name)
         _check_resume(ds, settings)
-    else:
-        ds = store.create_dataset(name, {**settings, "complete": False})
+    try:
+        _add_batches(ds, splits, detector, class_map, imgsz, batch, progress, progress_callback)
+    except BaseException:
+        if created:  # nothing stored by this call's first dataset: leave no empty dataset behind
+            with contextlib.suppress(Exception):
+                if not len(ds):
+                    ds.delete()
+        raise
+    store.update_audit_info(ds, complete=True, ingested_at=store.now_iso())
+    return ds
+
+
+def _add_batches(ds: fo.Dataset, splits: list[CocoSplit], detector: Any,
+                 class_map: dict[str, int], imgsz: int, batch: int, progress: bool,
+                 progress_callback: ProgressCallback | None) -> None:
+    """Decode, run and add the images not stored yet, one ``add_samples`` per batch."""
     done = store.stored_filepaths(ds)
     todo = [(s.split, r) for s in splits for r in s.images if str(r.filepath) not in done]
     total, n_done = len(todo) + len(done), len(done)
-    bar = tqdm(total=len(todo), unit="img", desc=f"ingest {name}", disable=not progress)
+    bar = tqdm(total=len(todo), unit="img", desc=f"ingest {ds.name}", disable=not progress)
     with bar:
         for start in range(0, len(todo), batch):
             chunk = todo[start:start + batch]
@@ -235,8 +262,6 @@ def ingest(name: str, *, images: str | Path | None = None, train_json: str | Pat
             n_done += len(chunk)
             if progress_callback is not None:
                 progress_callback(n_done / max(total, 1), f"ingested {n_done}/{total} images")
-    store.update_audit_info(ds, complete=True, ingested_at=store.now_iso())
-    return ds
 
 
 def _ground_truth(rec: ImageRecord, class_map: dict[str, int]) -> Any:

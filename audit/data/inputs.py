@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -112,6 +113,18 @@ def _split_name(split: str) -> str:
     return split
 
 
+def open_image(path: Path) -> Image.Image:
+    """``PIL.Image.open`` itself, also once ultralytics is imported.
+
+    Importing ultralytics replaces ``PIL.Image.open`` with a wrapper that, on the first file PIL
+    cannot identify, runs ``check_requirements("pi-heif")`` (a pip install when online) and then
+    fails with ``ModuleNotFoundError``; a garbage image must instead be reported as unreadable.
+    """
+    patches = sys.modules.get("ultralytics.utils.patches")
+    opener = getattr(patches, "_image_open", None) or Image.open
+    return opener(path)
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """Read ``(width, height)`` from an image header and check the file is not truncated.
 
@@ -125,12 +138,12 @@ def image_size(path: Path) -> tuple[int, int]:
         ValueError: unreadable, truncated or zero-size image (message without the file name).
     """
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             fmt = im.format
             width, height = im.size
             orientation = im.getexif().get(0x0112)
         if fmt != "JPEG":
-            with Image.open(path) as im:
+            with open_image(path) as im:
                 im.verify()  # PNG: walks every chunk and checks CRCs, finds truncation
     except (UnidentifiedImageError, OSError, SyntaxError, RuntimeError) as exc:
         if path.stat().st_size == 0:
@@ -355,13 +368,14 @@ def read_data_yaml(path: str | Path) -> list[CocoSplit]:
 
 
 def check_class_names(dataset_names: Iterable[str], model_names: Sequence[str], *,
-                      source: str = "dataset") -> dict[str, int]:
+                      source: str = "dataset", model: str = "the model") -> dict[str, int]:
     """Map dataset class names onto the model's class indices, by name.
 
     Args:
         dataset_names: class names used by the ground truth.
         model_names: the model's class names, index = class id.
         source: what to name in the error (a file name).
+        model: how the error names the model (its checkpoint's file name).
 
     Returns:
         ``{dataset name: model class id}``.
@@ -378,5 +392,5 @@ def check_class_names(dataset_names: Iterable[str], model_names: Sequence[str], 
     unknown = [n for n in names if n not in index]
     if unknown:
         raise ValueError(f"{source}: class name(s) {', '.join(map(repr, unknown))} are not classes "
-                         f"of the model; the model knows: {', '.join(model_names)}")
+                         f"of {model}; the model knows: {', '.join(model_names)}")
     return {n: index[n] for n in names}

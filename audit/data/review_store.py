@@ -2,16 +2,23 @@
 
 Order of one decision (``record_decision``):
 
+0. take the dataset's writer lock (``<AUDIT_HOME>/<dataset>/reviews.lock``, an exclusive
+   ``flock``), so writers sharing the review home, processes or threads, run steps 1-3 one at a
+   time;
 1. read the sample's raw document and check its ``review_revision`` equals the decision's
-   ``base_revision`` (else :class:`ReviewConflict`, nothing written);
+   ``base_revision``. If the sample moved on, the decision is *rebased* onto the current revision
+   when none of the decisions applied since its base touched what it touches (another box of
+   the sample: both land); else (the same box, both image-level, an undo on either side)
+   :class:`ReviewConflict` is raised and nothing is written;
 2. append the decision with the sample's before/after state to the review log
    (``audit.reviews``: exclusive lock + fsync, durable);
 3. ONE ``update_one`` on the dataset's MongoDB sample collection, filtered on ``_id``,
    ``review_revision == base_revision`` and "decision id not yet applied", that sets the corrected
    boxes, the status, ``review_revision = base + 1`` and pushes the decision id. FiftyOne's own
    ``Sample.save()`` is not conditional, so this goes through ``Dataset._sample_collection`` (a
-   pymongo ``Collection``); the in-memory sample, if any, is reloaded afterwards. If another
-   writer got there first the update matches nothing and :class:`ReviewConflict` is raised.
+   pymongo ``Collection``); the in-memory sample, if any, is reloaded afterwards. If a writer
+   outside the lock (another review home) got there first the update matches nothing and
+   :class:`ReviewConflict` is raised.
 
 A process killed between 2 and 3 loses nothing: :func:`replay_log` re-applies every logged
 decision whose id is not in its sample's ``review_decision_ids`` and whose base revision is still
@@ -29,11 +36,14 @@ Box coordinates: ``Decision.box`` is absolute pixel xyxy, stored as FiftyOne rel
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import json
+import os
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +59,7 @@ from audit.reviews import (
     Decision,
     LogRecord,
     append_record,
+    log_path,
     merge_status,
     read_records,
     undo_target,
@@ -56,6 +67,8 @@ from audit.reviews import (
 
 REVIEWED_FIELD = "ground_truth_reviewed"  # corrected copy of ground_truth
 REVIEWED_STATUSES = ("confirmed", "fixed", "relabel")  # statuses that count as reviewed
+LOCK_NAME = "reviews.lock"  # writer lock file next to a dataset's review log
+_IMAGE = "<image>"  # what an image-level decision touches, for rebasing (never a box id)
 _PROJECTION = {k: 1 for k in ("ground_truth", REVIEWED_FIELD, "predictions", "metadata", "width",
                               "height", "review_revision", "review_status", "review_decision_ids")}
 
@@ -275,19 +288,68 @@ def _conflict(ds: fo.Dataset, decision: Decision, doc: dict, home) -> ReviewConf
     return ReviewConflict(decision, doc.get("review_revision") or 0, others)
 
 
+@contextlib.contextmanager
+def writer_lock(dataset: str, *, home=None) -> Iterator[None]:
+    """Hold the dataset's exclusive review writer lock (blocks until it is free).
+
+    An ``flock`` on its own open file, so it excludes other processes and other threads alike
+    (Streamlit serves sessions from threads of one process); the kernel drops it if the holder
+    dies, so a killed writer never leaves it stuck.
+    """
+    path = log_path(dataset, home=home).with_name(LOCK_NAME)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _touched(record: LogRecord) -> set[str]:
+    """What a logged decision touched: its box ids (gt and accepted prediction), or image."""
+    ids = {record.decision.box_id, record.before.get("box_id"), record.after.get("box_id")}
+    return {str(i) for i in ids if i} or {_IMAGE}
+
+
+def _rebase(ds: fo.Dataset, decision: Decision, doc: dict, home) -> Decision:
+    """``decision`` moved onto the sample's current revision, or ReviewConflict.
+
+    It moves when every decision applied since its base is in the log, none is an undo, and none
+    touched the box it is about (or, for an image-level decision, none was image-level). An undo
+    never moves: it reverts whatever was applied last.
+    """
+    current = doc.get("review_revision") or 0
+    since_ids = (doc.get("review_decision_ids") or [])[decision.base_revision:]
+    if decision.action == "undo" or decision.base_revision > current or not since_ids:
+        raise _conflict(ds, decision, doc, home)
+    by_id = {r.decision.decision_id: r
+             for r in read_records(ds.name, sample_id=decision.sample_id, home=home)}
+    since = [by_id.get(i) for i in since_ids]
+    target = decision.box_id or _IMAGE
+    if any(r is None or r.decision.action == "undo" or target in _touched(r) for r in since):
+        raise _conflict(ds, decision, doc, home)
+    return replace(decision, base_revision=current)
+
+
 def record_decision(ds: fo.Dataset, decision: Decision, *, home=None) -> ReviewOutcome:
     """Log and apply one decision atomically (see the module docstring for the order).
 
     Args:
         ds: the dataset named by ``decision.dataset``.
-        decision: the decision; ``base_revision`` must be the sample's current review revision.
+        decision: the decision; ``base_revision`` is the sample's review revision the reviewer
+            saw. If the sample has moved on only through decisions on other boxes, the decision
+            is rebased (logged and applied with ``base_revision`` = the current revision, the
+            revision it was made on kept as ``rebased_from`` in the record's ``after`` state).
         home: folder holding the review logs (default ``constants.AUDIT_HOME``).
 
     Returns:
-        A :class:`ReviewOutcome`; recording an already-applied decision again returns its outcome.
+        A :class:`ReviewOutcome` (its ``decision`` is the one applied, rebased or not);
+        recording an already-applied decision again returns its outcome.
 
     Raises:
-        ReviewConflict: the sample moved past ``base_revision``; carries the other decisions.
+        ReviewConflict: the sample moved past ``base_revision`` through a decision on the same
+            box (or an undo, or another image-level decision); carries those decisions.
         ValueError: unknown sample or box, a decision for another dataset, nothing to undo.
 
     Example:
@@ -300,18 +362,27 @@ def record_decision(ds: fo.Dataset, decision: Decision, *, home=None) -> ReviewO
         raise ValueError(f"decision {decision.decision_id} is for dataset {decision.dataset!r}, "
                          f"not {ds.name!r}")
     ensure_review_fields(ds)
+    with writer_lock(ds.name, home=home):
+        return _record_locked(ds, decision, home)
+
+
+def _record_locked(ds: fo.Dataset, decision: Decision, home) -> ReviewOutcome:
+    """Body of :func:`record_decision`, run under the writer lock."""
     doc = _load_doc(ds, decision.sample_id)
     applied = doc.get("review_decision_ids") or []
     if decision.decision_id in applied:
         return _outcome_of_applied(ds, decision, applied, home)
-    if (doc.get("review_revision") or 0) != decision.base_revision:
-        raise _conflict(ds, decision, doc, home)
+    seen = decision.base_revision
+    if (doc.get("review_revision") or 0) != seen:
+        decision = _rebase(ds, decision, doc, home)
     history = []
     if decision.action == "undo":
         by_id = {r.decision.decision_id: r
                  for r in read_records(ds.name, sample_id=decision.sample_id, home=home)}
         history = [by_id[i] for i in applied if i in by_id]
     before, after = _plan(doc, decision, history)
+    if decision.base_revision != seen:
+        after = {**after, "rebased_from": seen}
     record = LogRecord(decision, before, after)
     append_record(record, home=home)
     if not _write(ds, doc, record):
@@ -351,10 +422,16 @@ def replay_log(ds: fo.Dataset, *, home=None, progress: bool = True) -> int:
     Returns:
         The number of decisions applied now.
     """
-    records = [r for r in read_records(ds.name, home=home) if r.decision.dataset == ds.name]
-    if not records:
+    if not log_path(ds.name, home=home).exists():
         return 0
     ensure_review_fields(ds)
+    with writer_lock(ds.name, home=home):
+        records = [r for r in read_records(ds.name, home=home) if r.decision.dataset == ds.name]
+        return _replay_locked(ds, records, progress) if records else 0
+
+
+def _replay_locked(ds: fo.Dataset, records: list[LogRecord], progress: bool) -> int:
+    """Body of :func:`replay_log`, run under the writer lock."""
     state = _revisions(ds, {r.decision.sample_id for r in records})
     missing = {r.decision.sample_id for r in records} - set(state)
     if missing:

@@ -42,10 +42,18 @@ def list_datasets() -> list[str]:
 
 
 def open_dataset(name: str) -> Any:
-    """Load the persistent dataset ``name`` (ValueError naming the known ones if absent)."""
-    from audit.data import store
+    """Load the persistent dataset ``name`` and finish any review decision a crash cut short.
 
-    return store.load_dataset(name)
+    A decision is logged before it is written to the dataset; if the process that made it was
+    killed in between, ``review_store.replay_log`` applies it now (idempotent, cheap when there
+    is nothing to do). ValueError naming the known datasets if ``name`` is absent.
+    """
+    from audit.data import store
+    from audit.data.review_store import replay_log
+
+    ds = store.load_dataset(name)
+    replay_log(ds, progress=False)
+    return ds
 
 
 def _first_field(schema: dict, candidates: tuple[str, ...]) -> str | None:

@@ -29,9 +29,9 @@ def build_queue(table: pd.DataFrame, flt: TriageFilter) -> pd.DataFrame:
         return pd.DataFrame(columns=QUEUE_COLUMNS, index=pd.Index([], name="sample_id"))
     flagged = table["flagged"]
     if flt.sample_ids is not None:
-        keep = table.index.isin(list(flt.sample_ids))
-    else:
-        keep = flagged.map(bool).to_numpy()
+        keep = np.asarray(table.index.isin(list(flt.sample_ids)), dtype=bool).copy()
+    else:  # a writable copy: pandas' copy-on-write hands out read-only arrays
+        keep = flagged.map(bool).to_numpy(dtype=bool, copy=True)
     if flt.issue:
         keep &= flagged.map(lambda issues: flt.issue in issues).to_numpy()
     if flt.split:

@@ -103,11 +103,15 @@ def _ensure_font() -> None:
         shutil.copyfile(src, target)
 
 
-def _use_two_threads(trainer: Any) -> None:
-    """Callback: ultralytics sets torch to cpu_count-1 threads; two are faster here."""
-    import torch
+def _thread_setter(threads: int):
+    """Callback: ultralytics sets torch to cpu_count-1 threads; set ``threads`` instead."""
 
-    torch.set_num_threads(2)
+    def use_threads(trainer: Any) -> None:  # noqa: ARG001
+        import torch
+
+        torch.set_num_threads(threads)
+
+    return use_threads
 
 
 def _evaluate(weights: Path, data_yaml: Path, split: str, imgsz: int, batch: int,
@@ -146,7 +150,8 @@ def _save_portable(src: Path, out_pt: Path) -> None:
 
 
 def train_demo_checkpoint(world_dir: Path, out_pt: Path, *, epochs: int = 40, imgsz: int = 320,
-                          batch: int = 16, progress: bool = True) -> dict:
+                          batch: int = 16, threads: int = 2, val_every_epoch: bool = False,
+                          progress: bool = True) -> dict:
     """Train yolo11n from scratch on a demo world and write the best checkpoint to ``out_pt``.
 
     Offline (``YOLO("yolo11n.yaml")``, no download), on CPU with two torch threads, no plots.
@@ -158,6 +163,9 @@ def train_demo_checkpoint(world_dir: Path, out_pt: Path, *, epochs: int = 40, im
         epochs: training epochs (>= 1).
         imgsz: training and validation image size (letterboxed square side, px).
         batch: images per batch.
+        threads: torch CPU threads (2 suits a quiet 2-core machine; 1 a busy one).
+        val_every_epoch: validate after every epoch (slow on CPU: early epochs predict up to
+            max_det boxes per image); otherwise only the final epoch is validated.
         progress: let ultralytics print its per-epoch progress.
 
     Returns:
@@ -179,11 +187,12 @@ def train_demo_checkpoint(world_dir: Path, out_pt: Path, *, epochs: int = 40, im
     with tempfile.TemporaryDirectory(prefix="demo-yolo-") as tmp:
         data_yaml, names = coco_world_to_yolo(Path(world_dir), Path(tmp) / "data")
         model = YOLO("yolo11n.yaml")
-        model.add_callback("on_pretrain_routine_end", _use_two_threads)
+        model.add_callback("on_pretrain_routine_end", _thread_setter(threads))
         start = time.perf_counter()
         model.train(data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, device="cpu",
                     workers=0, plots=False, project=str(Path(tmp) / "runs"), name="train",
-                    exist_ok=True, seed=0, deterministic=True, verbose=progress, amp=False)
+                    exist_ok=True, seed=0, deterministic=True, verbose=progress, amp=False,
+                    val=val_every_epoch)
         seconds = time.perf_counter() - start
         best = Path(model.trainer.save_dir) / "weights" / "best.pt"
         if not best.is_file():

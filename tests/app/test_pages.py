@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import APP_DATASET, CLASSES, N_SAMPLES, build_app_dataset
+from tests.app.conftest import CLASSES, N_SAMPLES, build_app_dataset
 
 pytest.importorskip("fiftyone")
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 _names = itertools.count()
@@ -166,7 +166,8 @@ def test_triage_delete_accept_and_relabel(fresh_dataset):
     boxes = _current_boxes(at, fresh_dataset)
     assert (boxes["source"] == "gt").sum() == 1
     # the first sample also has a possibly missing person: accept it as a label
-    at.radio(key="triage_box").set_value(1).run()
+    person = boxes[(boxes["source"] == "pred") & (boxes["label"] == "person")].iloc[0]
+    at.radio(key="triage_box").set_value(person["box_id"]).run()
     at.button(key="triage_accept").click().run()
     assert not at.exception
     boxes = _current_boxes(at, fresh_dataset)
@@ -183,12 +184,31 @@ def test_triage_reports_conflict(fresh_dataset):
 
     at = _open(fresh_dataset, "pages/triage.py")
     sid = at.session_state["app_state"].analysis_sample
-    other = Decision(dataset=fresh_dataset, sample_id=sid, action="relabel", reviewer="bob",
-                     base_revision=0)
+    book = _current_boxes(at, fresh_dataset).iloc[0]
+    other = Decision(dataset=fresh_dataset, sample_id=sid, box_id=book["box_id"],
+                     action="fix_class", new_label="person", reviewer="bob", base_revision=0)
     review_store.record_decision(store.load_dataset(fresh_dataset), other)
     at.button(key="triage_confirm").click().run()  # the page still shows revision 0
     assert not at.exception
     assert any("Conflict" in w.value and "bob" in w.value for w in at.warning)
+    assert not at.success
+    boxes = _current_boxes(at, fresh_dataset).set_index("box_id")
+    assert boxes.loc[book["box_id"], "label"] == "person"  # bob's fix, not overwritten
+
+
+def test_triage_stale_page_on_another_box_still_lands(fresh_dataset):
+    from audit.data import review_store, store
+    from audit.reviews import Decision
+
+    at = _open(fresh_dataset, "pages/triage.py")
+    sid = at.session_state["app_state"].analysis_sample
+    other = Decision(dataset=fresh_dataset, sample_id=sid, action="relabel", reviewer="bob",
+                     note="image-level", base_revision=0)
+    review_store.record_decision(store.load_dataset(fresh_dataset), other)
+    at.button(key="triage_fix").click().run()  # the page still shows revision 0
+    assert not at.exception and not at.warning
+    assert any("Fixed the class" in s.value and "revision 2" in s.value for s in at.success)
+    assert "status: **relabel** (revision 2)" in " ".join(m.value for m in at.markdown)
 
 
 def test_sample_analysis_heatmaps(fresh_dataset, tmp_path):

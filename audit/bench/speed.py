@@ -1,0 +1,436 @@
+"""Speed benchmark of the audits (``python -m audit bench speed``).
+
+Part one times every audit of :mod:`audit.pipeline` on seeded synthetic frames
+(:func:`audit.bench.synthetic.make_frames`: 448-d embeddings, ~7 ground-truth and ~15 predicted
+boxes per image, 64-d box features): metadata, mistakenness, inconsistency, each 2-D projection,
+clustering, the insights, and the whole :func:`audit.pipeline.run_all`. Each stage runs in its
+own child process forked from the one holding the inputs, so a stage starts with the inputs
+resident and nothing left over from the stage before; its peak resident set (``VmHWM``, reset
+with ``/proc/self/clear_refs`` after the untimed preparation) therefore counts the inputs plus
+what the stage allocates, numpy / BLAS buffers included. Numba compiles UMAP's functions in
+every fresh process: the UMAP stage (and ``run_all``) include that compilation, as a fresh
+``python -m audit score`` does (the first run on a machine also fills numba's on-disk cache).
+
+Part two runs on one real ingested dataset (``$AUDIT_BENCH_DATASET``, else the demo dataset, else
+the finding-power benchmark's demo-world dataset when the demo checkpoint exists; otherwise it is
+skipped with the reason printed): our mistakenness (bulk frame reads + ``score_boxes`` +
+``score_samples``) against FiftyOne Brain's ``compute_mistakenness`` (on a temporary clone of the
+two label fields, never the dataset itself), best of ``COMPARE_REPEATS`` runs each.
+
+Timings on a shared machine are noisy: compare ratios measured in one run, not runs.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import multiprocessing
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from tqdm.auto import tqdm
+
+from audit import constants as C
+
+SIZES = {"small": 2_000, "full": 100_000}  # synthetic samples per benchmark size
+SUITE_TARGET_S = 60.0  # metadata + run_all at the full size must take less than this
+PEAK_TARGET_MB = 4096.0  # largest peak resident set of any stage must stay below this
+BRAIN_RATIO_TARGET = 10.0  # Brain seconds / our seconds (read + score) must reach this
+COMPARE_REPEATS = 2  # runs of each method in part two; the fastest counts
+DATASET_ENV = "AUDIT_BENCH_DATASET"  # env var naming the real dataset of part two
+STAGES = ("metadata", "mistakenness", "inconsistency", "projection_pca", "projection_tsne",
+          "projection_umap", "clusters", "insights", "run_all")  # timed stages, in order
+
+
+@dataclass(frozen=True)
+class SpeedReport:
+    """Tables of one speed run.
+
+    Attributes:
+        stages: one row per stage (``inputs``, ``STAGES``, ``suite``): ``seconds``, ``peak_mb``
+            and ``note``.
+        comparison: one row per method of part two (``ours_read``, ``ours_score``, ``ours``,
+            ``brain``): ``seconds``; empty when part two was skipped.
+        targets: one row per target: ``target``, ``value``, ``holds`` (bool; None when not
+            measured at this size or skipped).
+        skipped: why part two did not run ("" when it did).
+    """
+
+    stages: pd.DataFrame
+    comparison: pd.DataFrame
+    targets: pd.DataFrame
+    skipped: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        """Brain seconds over ours (read + score); NaN when part two was skipped."""
+        return _ratio(self.comparison)
+
+    def text(self) -> str:
+        """The tables as plain text."""
+        head = ", ".join(f"{k} {v}" for k, v in self.info.items())
+        parts = [f"Audit speed ({head})", self.stages.to_string(
+            index=False, float_format=lambda v: f"{v:.2f}")]
+        if self.comparison.empty:
+            parts.append(f"Mistakenness vs FiftyOne Brain: {self.skipped}")
+        else:
+            parts += ["Mistakenness vs FiftyOne Brain on " + str(self.info.get("dataset", "")),
+                      self.comparison.to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+                      f"ratio brain / ours = {self.ratio:.1f}x"]
+        parts += ["Targets", self.targets.to_string(index=False)]
+        return "\n\n".join(parts)
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """The frames every stage reads (ARCHITECTURE.md): samples with metadata, boxes, features."""
+
+    samples: pd.DataFrame
+    embeddings: NDArray[np.float32]
+    boxes: pd.DataFrame
+    box_features: NDArray[np.float32]
+
+
+def bench_speed(*, size: str = "full", out: str | Path | None = None, progress: bool = True,
+                echo: bool = True) -> SpeedReport:
+    """Time every audit on synthetic frames, and ours vs FiftyOne Brain on a real dataset.
+
+    Args:
+        size: "small" (2,000 synthetic samples) or "full" (100,000).
+        out: also write the tables here: ``.json`` (all tables) or ``.csv`` (one long table with
+            a ``table`` column); written to a temporary file, then renamed.
+        progress: show a progress bar over the stages.
+        echo: print the tables (this is a command-line report).
+
+    Returns:
+        SpeedReport.
+
+    Raises:
+        ValueError: unknown size or output suffix; ``$AUDIT_BENCH_DATASET`` names no dataset.
+        RuntimeError: a stage failed or its child process died (e.g. out of memory).
+
+    Example:
+        >>> report = bench_speed(size="small", echo=False)  # doctest: +SKIP
+        >>> report.stages.set_index("stage").loc["run_all", "seconds"]  # doctest: +SKIP
+    """
+    if size not in SIZES:
+        raise ValueError(f"bench speed: size must be one of {tuple(SIZES)}, got {size!r}")
+    if out is not None and Path(out).suffix.lower() not in (".json", ".csv"):
+        raise ValueError(f"bench speed: --out must end in .json or .csv, got {out}")
+    n = SIZES[size]
+    bar = tqdm(total=len(STAGES) + 2, desc="bench speed", unit="stage", disable=not progress)
+    with bar:
+        bar.set_postfix_str("building inputs")
+        t = time.perf_counter()
+        inputs = _build_inputs(n)
+        rows = [{"stage": "inputs", "seconds": time.perf_counter() - t, "peak_mb": _rss_mb(),
+                 "note": f"{n:,} samples, {len(inputs.boxes):,} boxes (build + resident set)"}]
+        bar.update(1)
+        rows += _time_stages(inputs, bar)
+        del inputs
+        gc.collect()
+        bar.set_postfix_str("ours vs brain")
+        comparison, skipped, dataset = _compare_with_brain(size, progress=progress)
+        bar.update(1)
+    stages = _with_suite(pd.DataFrame(rows, columns=["stage", "seconds", "peak_mb", "note"]))
+    info = {"size": size, "samples": n, "cpus": os.cpu_count(),
+            **({"dataset": dataset} if dataset else {})}
+    report = SpeedReport(stages, comparison, _targets(stages, comparison, size), skipped, info)
+    if out is not None:
+        _write(report, Path(out))
+    if echo:
+        print(report.text())
+    return report
+
+
+# --- part one: synthetic frames, one child process per stage ----------------------------------
+
+def _build_inputs(n: int) -> _Inputs:
+    """Synthetic frames of ``n`` samples; the samples frame carries the metadata columns."""
+    from audit.bench.synthetic import make_frames
+    from audit.metadata import sample_metadata
+
+    frames = make_frames(n, seed=C.SEED)
+    samples = frames.samples.drop(columns=["truth_cluster"])
+    samples = samples.join(sample_metadata(frames.boxes, samples))
+    inputs = _Inputs(samples, frames.embeddings, frames.boxes, frames.box_features)
+    del frames
+    gc.collect()
+    _trim_heap()
+    return inputs
+
+
+def _stage_factories() -> dict[str, Callable[[_Inputs], Callable[[], Any]]]:
+    """Per stage: untimed preparation that returns the zero-argument call to time."""
+    from audit import clusters as CL
+    from audit import pipeline
+    from audit.inconsistency import score_inconsistency
+    from audit.metadata import sample_metadata
+    from audit.mistakenness import score_boxes, score_samples
+
+    def mistakenness(x: _Inputs) -> Any:
+        scores, _ = score_boxes(x.boxes, x.box_features, x.samples)
+        return score_samples(scores, x.samples)
+
+    def clusters(x: _Inputs) -> Any:
+        labels = CL.cluster(x.embeddings, n_clusters=C.N_CLUSTERS, seed=C.SEED)
+        return CL.cluster_stats(x.samples, labels)
+
+    def insights(x: _Inputs) -> Callable[[], Any]:
+        labels = CL.cluster(x.embeddings, n_clusters=C.N_CLUSTERS, seed=C.SEED)
+        inc = score_inconsistency(x.boxes)
+        return lambda: pipeline._insights(x.samples, labels, x.boxes, inc)
+
+    def project(method: str) -> Callable[[_Inputs], Callable[[], Any]]:
+        return lambda x: lambda: CL.project(x.embeddings, method, seed=C.SEED)
+
+    return {
+        "metadata": lambda x: lambda: sample_metadata(x.boxes, x.samples),
+        "mistakenness": lambda x: lambda: mistakenness(x),
+        "inconsistency": lambda x: lambda: score_inconsistency(x.boxes),
+        **{f"projection_{m}": project(m) for m in C.PROJECTION_METHODS},
+        "clusters": lambda x: lambda: clusters(x),
+        "insights": insights,
+        "run_all": lambda x: lambda: pipeline.run_all(
+            x.samples, x.embeddings, x.boxes, x.box_features, seed=C.SEED),
+    }
+
+
+def _time_stages(inputs: _Inputs, bar: tqdm) -> list[dict[str, Any]]:
+    """Time every stage in its own child process; rows of the stage table."""
+    factories = _stage_factories()
+    rows = []
+    for name in STAGES:
+        bar.set_postfix_str(name)
+        res = _run_child(factories[name], inputs)
+        note = "" if res["exact_peak"] else "peak: process lifetime (no clear_refs)"
+        if res.get("timings"):
+            note = "inside: " + ", ".join(f"{k.removesuffix('_s')} {v:.1f}"
+                                          for k, v in res["timings"].items())
+        rows.append({"stage": name, "seconds": res["seconds"], "peak_mb": res["peak_mb"],
+                     "note": note})
+        bar.update(1)
+    return rows
+
+
+def _run_child(factory: Callable[[_Inputs], Callable[[], Any]],
+               inputs: _Inputs) -> dict[str, Any]:
+    """Prepare and time one stage in a forked child; its seconds and peak resident MB."""
+    if "fork" not in multiprocessing.get_all_start_methods():  # no fork: time in-process
+        return _measure(factory, inputs)
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_main, args=(factory, inputs, send))  # not daemonic: joblib
+    proc.start()
+    send.close()
+    try:
+        result = receive.recv()
+    except EOFError:
+        result = {"error": "the child process died without a result"}
+    finally:
+        proc.join()
+        receive.close()
+    if "error" in result:
+        raise RuntimeError(f"bench speed: stage failed (exit code {proc.exitcode}): "
+                           f"{result['error']}")
+    return result
+
+
+def _child_main(factory: Callable[[_Inputs], Callable[[], Any]], inputs: _Inputs,
+                send: Any) -> None:
+    """Child process body: measure and send the result (or the error) back."""
+    try:
+        send.send(_measure(factory, inputs))
+    except BaseException as exc:  # everything goes back to the parent as text
+        send.send({"error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        send.close()
+
+
+def _measure(factory: Callable[[_Inputs], Callable[[], Any]], inputs: _Inputs) -> dict[str, Any]:
+    """Untimed preparation, reset of the peak, then the timed call."""
+    call = factory(inputs)
+    exact = _reset_peak()
+    t = time.perf_counter()
+    out = call()
+    seconds = time.perf_counter() - t
+    timings = {k: float(v) for k, v in (getattr(out, "timings", None) or {}).items()}
+    return {"seconds": seconds, "peak_mb": _peak_mb(), "exact_peak": exact, "timings": timings}
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak resident set to its current one (Linux); False if impossible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_mb() -> float:
+    """Peak resident set of this process in MB (``VmHWM``, else ``ru_maxrss``)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
+def _rss_mb() -> float:
+    """Current resident set of this process in MB."""
+    import psutil
+
+    return psutil.Process().memory_info().rss / (1024 * 1024)
+
+
+def _trim_heap() -> None:
+    """Give freed heap pages back to the OS (glibc), so children start from the live inputs."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _with_suite(stages: pd.DataFrame) -> pd.DataFrame:
+    """Append the ``suite`` row: metadata + run_all seconds, the largest stage peak."""
+    s = stages.set_index("stage")
+    suite = {"stage": "suite", "seconds": s.loc["metadata", "seconds"] + s.loc["run_all",
+                                                                               "seconds"],
+             "peak_mb": s.drop(index="inputs")["peak_mb"].max(),
+             "note": "metadata + run_all; peak: largest stage peak"}
+    return pd.concat([stages, pd.DataFrame([suite])], ignore_index=True)
+
+
+# --- part two: ours vs FiftyOne Brain on one real dataset ---------------------------------------
+
+def _real_dataset(size: str, *, progress: bool) -> tuple[Any, str]:
+    """The dataset of part two and its description, or ``(None, why it is skipped)``."""
+    import fiftyone as fo
+
+    name = os.environ.get(DATASET_ENV, "").strip()
+    if name:
+        if not fo.dataset_exists(name):
+            raise ValueError(f"bench speed: {DATASET_ENV}={name!r} names no FiftyOne dataset")
+        return fo.load_dataset(name), name
+    if fo.dataset_exists(C.DEMO_DATASET_NAME):
+        return fo.load_dataset(C.DEMO_DATASET_NAME), C.DEMO_DATASET_NAME
+    if not C.DEMO_CHECKPOINT.is_file():
+        return None, (f"skipped: no dataset in ${DATASET_ENV}, no {C.DEMO_DATASET_NAME!r} "
+                      f"dataset, and no demo checkpoint at {C.DEMO_CHECKPOINT} to build one "
+                      "(train it with `python -m audit train-demo`)")
+    from audit.bench.findings import _dataset, _world  # the finding benchmark's cached world
+
+    ds = _dataset(size, _world(size), progress=progress)
+    return ds, ds.name
+
+
+def _compare_with_brain(size: str, *, progress: bool) -> tuple[pd.DataFrame, str, str]:
+    """Seconds of ours (read + score) and of Brain's mistakenness; (table, skipped, dataset)."""
+    ds, what = _real_dataset(size, progress=progress)
+    if ds is None:
+        return pd.DataFrame(columns=["method", "seconds", "note"]), what, ""
+    ds.values("id")  # start the database and warm its cache outside both timings
+    best: dict[str, float] = {}
+    for _ in range(COMPARE_REPEATS):
+        for method, seconds in (*_ours(ds).items(), ("brain", _brain(ds))):
+            best[method] = min(best.get(method, math.inf), seconds)
+    n_boxes = ds.count("ground_truth.detections") + ds.count("predictions.detections")
+    notes = {"ours_read": "samples_frame + boxes_frame",
+             "ours_score": "score_boxes + score_samples",
+             "ours": "read + score", "brain": "fiftyone.brain.compute_mistakenness"}
+    best["ours"] = best["ours_read"] + best["ours_score"]
+    table = pd.DataFrame([{"method": m, "seconds": best[m], "note": notes[m]} for m in notes])
+    return table, "", f"{what} ({len(ds):,} samples, {n_boxes:,} boxes)"
+
+
+def _ours(ds: Any) -> dict[str, float]:
+    """Seconds of our bulk frame reads and of our box + sample mistakenness."""
+    from audit.data import store
+    from audit.mistakenness import score_boxes, score_samples
+
+    t = time.perf_counter()
+    samples, _ = store.samples_frame(ds)
+    boxes, box_features = store.boxes_frame(ds)
+    read = time.perf_counter() - t
+    t = time.perf_counter()
+    scores, _ = score_boxes(boxes, box_features, samples)
+    score_samples(scores, samples)
+    return {"ours_read": read, "ours_score": time.perf_counter() - t}
+
+
+def _brain(ds: Any) -> float:
+    """Seconds of Brain's ``compute_mistakenness`` on a temporary clone of the label fields."""
+    import fiftyone.brain as fob
+
+    clone = ds.select_fields(["ground_truth", "predictions"]).clone()
+    try:
+        t = time.perf_counter()
+        fob.compute_mistakenness(clone, "predictions", label_field="ground_truth",
+                                 progress=False)
+        return time.perf_counter() - t
+    finally:
+        clone.delete()
+
+
+# --- targets and output ----------------------------------------------------------------------
+
+def _ratio(comparison: pd.DataFrame) -> float:
+    """Brain seconds over ours (read + score); NaN without a comparison."""
+    if comparison.empty:
+        return math.nan
+    s = comparison.set_index("method")["seconds"]
+    return float(s["brain"] / s["ours"])
+
+
+def _targets(stages: pd.DataFrame, comparison: pd.DataFrame, size: str) -> pd.DataFrame:
+    """Whether the suite time, the peak memory and the Brain ratio meet their targets."""
+    s = stages.set_index("stage")
+    ratio = _ratio(comparison)
+    suite_s, peak = float(s.loc["suite", "seconds"]), float(s.loc["suite", "peak_mb"])
+    full = size == "full"
+    rows = [
+        {"target": f"suite < {SUITE_TARGET_S:.0f} s at {SIZES['full']:,} samples",
+         "value": f"{suite_s:.1f} s at {SIZES[size]:,}",
+         "holds": bool(suite_s < SUITE_TARGET_S) if full else None},
+        {"target": f"peak < {PEAK_TARGET_MB / 1024:.0f} GB", "value": f"{peak:,.0f} MB",
+         "holds": bool(peak < PEAK_TARGET_MB) if full else None},
+        {"target": f"brain / ours >= {BRAIN_RATIO_TARGET:.0f}x",
+         "value": "skipped" if comparison.empty else f"{ratio:.1f}x",
+         "holds": None if comparison.empty else bool(ratio >= BRAIN_RATIO_TARGET)},
+    ]
+    return pd.DataFrame(rows, columns=["target", "value", "holds"])
+
+
+def _write(report: SpeedReport, out: Path) -> None:
+    """Write the tables atomically as JSON (all tables) or CSV (one long table)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tables = {"stages": report.stages, "comparison": report.comparison,
+              "targets": report.targets}
+    if out.suffix.lower() == ".json":
+        payload = {k: json.loads(v.to_json(orient="records")) for k, v in tables.items()}
+        payload |= {"ratio": None if math.isnan(report.ratio) else report.ratio,
+                    "skipped": report.skipped, "info": report.info}
+        tmp.write_text(json.dumps(payload, indent=2))
+    else:
+        frames = [v.assign(table=k) for k, v in tables.items() if len(v)]
+        pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
+    tmp.replace(out)

@@ -1,0 +1,102 @@
+"""The demo end to end: world -> ingest with the committed checkpoint -> score -> insights.
+
+The demo world plants four phenomena (audit/world/generate.py). This test asserts that the
+insights name each of them by themselves, measured against the scene kind the world recorded for
+every image (not against anything the auditor computed):
+
+1. a train-heavy cluster made of the easy scene kind, which the model overfits;
+2. loss rising as the median box area falls (small objects);
+3. the book class labelled with mixed conventions (group boxes and one box per book);
+4. the metadata that sets the easy cluster apart (less occlusion).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from audit import constants as C
+
+pytestmark = pytest.mark.slow
+NAME = "demo-test"
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """The scored demo dataset, its insights, and the scene kind of every sample."""
+    assert C.DEMO_CHECKPOINT.is_file(), f"the committed demo checkpoint is missing: " \
+                                        f"{C.DEMO_CHECKPOINT}"
+    from audit.data import store
+    from audit.data.demo import build_demo, demo_world
+
+    ds = build_demo(NAME, progress=False)
+    world = demo_world(progress=False)
+    scene = {}
+    for split in C.SPLITS:
+        data = json.loads((world / f"{split}.json").read_text())
+        for img in data["images"]:
+            scene[str((world / "images" / img["file_name"]).resolve())] = img["scene"]
+    ids, paths = ds.values(["id", "filepath"])
+    kinds = pd.Series([scene[str(Path(p).resolve())] for p in paths], index=ids)
+    yield ds, store.insights(ds), kinds
+    ds.delete()
+
+
+def _share(kinds: pd.Series, sample_ids, kind: str) -> float:
+    """Share of these samples whose scene is ``kind``."""
+    sub = kinds.reindex([str(s) for s in sample_ids]).dropna()
+    return float((sub == kind).mean()) if len(sub) else 0.0
+
+
+def _cluster_ids(ds, cluster: int) -> list[str]:
+    """Sample ids of one cluster."""
+    ids, labels = ds.values(["id", "cluster"])
+    return [i for i, c in zip(ids, labels, strict=True) if c == cluster]
+
+
+def test_every_sample_is_scored(demo) -> None:
+    ds, _, _ = demo
+    n = len(ds)
+    assert n > 0
+    for field in ("loss", "loss_box", "loss_cls", "loss_dfl", "embedding", "cluster",
+                  "mistakenness_score", "proj_pca", "median_box_area", "occlusion_mean_iou"):
+        assert ds.count(field) == n, field
+
+
+def test_train_heavy_easy_cluster_is_found(demo) -> None:
+    ds, insights, kinds = demo
+    heavy = [i for i in insights if i["kind"] == "imbalance" and "train-heavy" in i["title"]]
+    assert heavy, [i["sentence"] for i in insights]
+    easy = [i for i in heavy if _share(kinds, _cluster_ids(ds, i["cluster"]), "easy") >= 0.6]
+    assert easy, [(i["sentence"], _share(kinds, _cluster_ids(ds, i["cluster"]), "easy"))
+                  for i in heavy]
+
+
+def test_easy_cluster_is_overfitted_and_less_occluded(demo) -> None:
+    ds, insights, kinds = demo
+    over = [i for i in insights if i["kind"] == "overfit"
+            and _share(kinds, _cluster_ids(ds, i["cluster"]), "easy") >= 0.6]
+    assert over, [i["sentence"] for i in insights if i["kind"] in ("overfit", "imbalance")]
+    meta = [i for i in insights if i["kind"] == "metadata" and i["cluster"] == over[0]["cluster"]]
+    assert meta and "occlusion" in meta[0]["sentence"], [i["sentence"] for i in meta]
+    columns = {e["column"]: e["d"] for e in meta[0]["stats"]["effect_sizes"]}
+    assert min(v for k, v in columns.items() if k.startswith("occlusion")) < 0
+
+
+def test_loss_rises_as_median_box_area_falls(demo) -> None:
+    _, insights, _ = demo
+    curves = [i for i in insights if i["kind"] == "curve"
+              and i["evidence"]["column"] == "median_box_area"]
+    assert curves, [i["sentence"] for i in insights if i["kind"] == "curve"]
+    assert curves[0]["stats"]["rho"] < 0
+    assert curves[0]["evidence"]["data"], "the curve has no points to plot"
+
+
+def test_books_are_labelled_inconsistently(demo) -> None:
+    _, insights, kinds = demo
+    books = [i for i in insights if i["kind"] == "inconsistency" and i["label"] == "book"]
+    assert books, [i["sentence"] for i in insights]
+    assert _share(kinds, books[0]["sample_ids"], "shelf") >= 0.8

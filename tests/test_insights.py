@@ -1,0 +1,212 @@
+"""audit.insights: the Insight record, imbalance, overfitting and low-performance clusters."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from audit import constants as C
+from audit.insights import (
+    Insight,
+    imbalance_insights,
+    low_performance_insights,
+    overfit_insights,
+)
+from tests.builders import samples_frame
+
+CLUSTER_FUNCS = (imbalance_insights, overfit_insights, low_performance_insights)
+
+
+def _clustered(
+    sizes: list[int],
+    train_share: list[float],
+    train_loss: list[float],
+    val_loss: list[float],
+    *,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Samples in clusters with a given train share and median losses (lognormal noise 0.1)."""
+    rng = np.random.default_rng(seed)
+    split, loss, labels = [], [], []
+    for c, n in enumerate(sizes):
+        n_train = round(n * train_share[c])
+        split += ["train"] * n_train + ["val"] * (n - n_train)
+        loss += list(train_loss[c] * rng.lognormal(0, 0.1, n_train))
+        loss += list(val_loss[c] * rng.lognormal(0, 0.1, n - n_train))
+        labels += [c] * n
+    ids = [f"s{i}" for i in range(len(split))]
+    return samples_frame(ids, split=split, loss=loss), np.asarray(labels)
+
+
+def _balanced(seed: int = 0):
+    """Four alike clusters: nothing to report."""
+    return _clustered([50] * 4, [0.7] * 4, [1.0] * 4, [1.5] * 4, seed=seed)
+
+
+# --- Insight ------------------------------------------------------------------------------------
+
+
+def test_insight_round_trips_through_plain_json():
+    ins = Insight(kind="imbalance", title="t", sentence="s", cluster=np.int64(3), severity=0.5,
+                  sample_ids=[np.str_("a"), "b"],
+                  evidence={"plot": "p", "x": np.float64(np.nan), "arr": np.arange(2)},
+                  stats={"p": np.float32(0.25), "t": (1, 2)})
+    data = ins.to_dict()
+    assert json.loads(json.dumps(data)) == data
+    assert data["evidence"] == {"plot": "p", "x": None, "arr": [0, 1]}
+    assert data["stats"] == {"p": 0.25, "t": [1, 2]}
+    assert ins.cluster == 3 and isinstance(ins.cluster, int) and ins.sample_ids == ("a", "b")
+    assert Insight.from_dict(data) == ins
+
+
+def test_insight_caps_its_sample_ids():
+    ins = Insight(kind="curve", title="t", sentence="s",
+                  sample_ids=[str(i) for i in range(C.INSIGHT_MAX_SAMPLES + 5)])
+    assert len(ins.sample_ids) == C.INSIGHT_MAX_SAMPLES
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"kind": "weird"}, r"Insight.kind: expected one of \('imbalance'"),
+        ({"severity": 1.5}, r"Insight.severity: expected a value in \[0, 1\], got 1.5"),
+        ({"severity": -0.1}, r"expected a value in \[0, 1\]"),
+    ],
+)
+def test_insight_rejects_bad_fields(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Insight(**{"kind": "overfit", "title": "t", "sentence": "s", **kwargs})
+
+
+# --- degenerate and bad input -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("func", CLUSTER_FUNCS)
+def test_empty_samples_give_no_insight_and_a_warning(func):
+    with pytest.warns(UserWarning, match="no insight"):
+        assert func(samples_frame([]), np.zeros(0, np.int64)) == []
+
+
+@pytest.mark.parametrize("func", CLUSTER_FUNCS)
+def test_one_cluster_gives_no_insight_and_a_warning(func):
+    samples, _ = _clustered([60, 60], [0.95, 0.5], [0.3, 1.0], [3.0, 1.0])
+    with pytest.warns(UserWarning, match="fewer than two clusters"):
+        assert func(samples, np.zeros(len(samples), np.int64)) == []
+
+
+@pytest.mark.parametrize("func", [imbalance_insights, overfit_insights])
+def test_one_split_gives_no_insight_and_a_warning(func):
+    samples, labels = _clustered([60, 60], [1.0, 1.0], [0.3, 1.0], [3.0, 1.0])
+    with pytest.warns(UserWarning, match="only one split"):
+        assert func(samples, labels) == []
+
+
+@pytest.mark.parametrize("func", [overfit_insights, low_performance_insights])
+def test_no_finite_loss_gives_no_insight_and_a_warning(func):
+    samples, labels = _clustered([30, 30], [0.5, 0.5], [1.0, 1.0], [1.0, 1.0])
+    samples["loss"] = np.nan
+    with pytest.warns(UserWarning, match="no finite loss"):
+        assert func(samples, labels) == []
+
+
+@pytest.mark.parametrize("func", CLUSTER_FUNCS)
+@pytest.mark.parametrize(
+    ("drop", "labels", "message"),
+    [
+        (None, np.zeros(3), r"labels: expected shape \(4,\), got \(3,\)"),
+        ("split", np.zeros(4), r"samples: missing columns \['split'\]"),
+        ("loss", np.zeros(4), r"samples: missing columns \['loss'\]"),
+    ],
+)
+def test_cluster_insights_reject_bad_input(func, drop, labels, message):
+    samples = samples_frame(["a", "b", "c", "d"])
+    if drop:
+        samples = samples.drop(columns=drop)
+    with pytest.raises(ValueError, match=message):
+        func(samples, labels)
+
+
+@pytest.mark.parametrize("func", CLUSTER_FUNCS)
+def test_alike_clusters_give_no_insight(func):
+    samples, labels = _balanced()
+    assert func(samples, labels) == []
+
+
+# --- imbalance ----------------------------------------------------------------------------------
+
+
+def test_train_heavy_cluster_gives_an_imbalance_insight_naming_it():
+    samples, labels = _clustered([60] * 5, [0.97, 0.7, 0.7, 0.7, 0.7], [1.0] * 5, [1.5] * 5)
+    found = imbalance_insights(samples, labels)
+    assert [i.cluster for i in found] == [0]
+    (ins,) = found
+    assert ins.kind == "imbalance" and ins.title == "Cluster 0: train-heavy"
+    assert ins.sentence.startswith("Cluster 0 is train-heavy: 97 % of its 60 images are in train")
+    assert 0 < ins.severity <= 1 and ins.stats["p_holm"] < C.ALPHA
+    assert set(ins.sample_ids) == set(samples.index[labels == 0])
+    assert ins.evidence["n_train"] == 58 and ins.evidence["n_val"] == 2
+    json.dumps(ins.to_dict())
+
+
+def test_val_heavy_cluster_is_named_val_heavy():
+    samples, labels = _clustered([60] * 7, [0.2] + [0.7] * 6, [1.0] * 7, [1.5] * 7)
+    (ins,) = imbalance_insights(samples, labels)
+    assert ins.cluster == 0 and "val-heavy" in ins.title
+
+
+def test_imbalance_severity_grows_with_the_imbalance():
+    sev = []
+    for share in (0.9, 0.97, 1.0):
+        samples, labels = _clustered([80] * 4, [share, 0.6, 0.6, 0.6], [1.0] * 4, [1.5] * 4)
+        (ins,) = [i for i in imbalance_insights(samples, labels) if i.cluster == 0]
+        sev.append(ins.severity)
+    assert sev == sorted(sev) and sev[0] < sev[-1]
+
+
+def test_small_clusters_are_not_tested():
+    samples, labels = _clustered([4, 60, 60], [1.0, 0.5, 0.5], [1.0] * 3, [1.5] * 3)
+    assert imbalance_insights(samples, labels, min_cluster_size=5) == []
+
+
+# --- overfit ------------------------------------------------------------------------------------
+
+
+def test_low_train_high_val_cluster_gives_an_overfit_insight():
+    samples, labels = _clustered([40] * 4, [0.5] * 4, [0.3, 1.0, 1.0, 1.0], [3.0, 1.5, 1.5, 1.5])
+    found = overfit_insights(samples, labels)
+    assert [i.cluster for i in found] == [0]
+    (ins,) = found
+    assert ins.kind == "overfit" and ins.title == "Cluster 0: overfitted"
+    assert "looks overfitted" in ins.sentence
+    assert ins.stats["relative_ratio"] > C.OVERFIT_RATIO
+    assert 0 < ins.severity <= 1
+    assert ins.evidence["train"]["median"] < ins.evidence["val"]["median"]
+    # the highest-loss samples of the cluster come first
+    losses = samples.loc[list(ins.sample_ids), "loss"].to_numpy()
+    assert np.all(np.diff(losses) <= 0)
+
+
+def test_high_train_and_val_loss_is_not_overfitting():
+    """Hard everywhere (train loss above the dataset's) is low performance, not overfitting."""
+    samples, labels = _clustered([40] * 4, [0.5] * 4, [3.0, 1.0, 1.0, 1.0], [4.5, 1.5, 1.5, 1.5])
+    assert overfit_insights(samples, labels) == []
+    assert [i.cluster for i in low_performance_insights(samples, labels)] == [0]
+
+
+# --- low performance ----------------------------------------------------------------------------
+
+
+def test_high_val_loss_cluster_gives_a_low_performance_insight_with_the_worst_class():
+    samples, labels = _clustered([40] * 4, [0.5] * 4, [1.0] * 4, [1.5, 1.5, 4.0, 1.5])
+    recall = pd.DataFrame({"car": [0.9, 0.9, 0.8, 0.9], "dog": [0.9, 0.8, 0.3, np.nan]},
+                          index=pd.Index([0, 1, 2, 3], name="cluster"))
+    (ins,) = low_performance_insights(samples, labels, class_recall=recall)
+    assert ins.kind == "low_performance" and ins.cluster == 2
+    assert "Cluster 2 is a weak spot" in ins.sentence
+    assert "Worst class there: dog (val recall 0.30)" in ins.sentence
+    assert ins.stats["loss_ratio"] > C.LOW_PERF_RATIO
+    assert ins.evidence["recall"] == {"car": 0.8, "dog": 0.3}
+    json.dumps(ins.to_dict())
