@@ -84,7 +84,8 @@ def _box_actions(name: str, sid: str, revision: int, boxes: pd.DataFrame, row: p
     box_id = row["box_id"]
     common = {"args": (name, sid, revision)}
     if row["source"] == "pred":  # a possibly missing object: accept it as a new label
-        label = st.selectbox("Class of the new label", classes, key="triage_accept_class",
+        label = st.selectbox("Class of the new label", classes,
+                             key=f"triage_accept_class_{box_id}",  # per box: its own default
                              index=classes.index(row["label"]) if row["label"] in classes else 0)
         st.button("Accept the model's box as a new label", key="triage_accept", type="primary",
                   on_click=decide.record, **common,
@@ -99,7 +100,7 @@ def _box_actions(name: str, sid: str, revision: int, boxes: pd.DataFrame, row: p
     c[1].button("Delete box", key="triage_delete", on_click=decide.record, **common,
                 kwargs={"action": "delete", "box_id": box_id})
     suggested = row["suggested_label"] if row["suggested_label"] in classes else row["label"]
-    new_label = st.selectbox("Correct class", classes, key="triage_fix_class",
+    new_label = st.selectbox("Correct class", classes, key=f"triage_fix_class_{box_id}",
                              index=classes.index(suggested) if suggested in classes else 0)
     st.button("Fix class", key="triage_fix", on_click=decide.record, **common,
               kwargs={"action": "fix_class", "box_id": box_id, "new_label": new_label},
@@ -147,6 +148,10 @@ def _sample(name: str, sid: str, path: str) -> None:
             st.caption("No box of this sample is over a flag threshold.")
         else:
             captions = {bid: _box_caption(row) for bid, row in flagged.iterrows()}
+            if st.session_state.get("triage_box") in captions:
+                # a decision changes the captions; setting the kept value again makes the
+                # browser show it selected (it matches the choice by caption)
+                st.session_state["triage_box"] = st.session_state["triage_box"]
             box_id = st.radio("Flagged boxes", list(captions), key="triage_box",
                               format_func=lambda bid: captions.get(bid, str(bid)))
             picked = flagged.loc[box_id if box_id in flagged.index else flagged.index[0]]

@@ -176,9 +176,8 @@ def open_app(page, server: StreamlitServer, dataset: str, reviewer: str = "e2e")
 
 
 def selected(select) -> str:
-    """The option a ``stSelectbox`` locator shows (its text after the label line)."""
-    lines = [line.strip() for line in select.inner_text().splitlines() if line.strip()]
-    return lines[-1] if len(lines) > 1 else ""
+    """The option a ``stSelectbox`` locator shows (the value of its combobox input)."""
+    return select.get_by_role("combobox").input_value()
 
 
 def choose(page, label: str, option: str) -> None:

@@ -145,7 +145,8 @@ def test_triage_fix_class_then_undo(fresh_dataset):
     flagged = _current_boxes(at, fresh_dataset)
     book = flagged.iloc[0]
     assert (book["flagged_issue"], book["label"]) == ("wrong_class", "cup")
-    assert at.selectbox(key="triage_fix_class").value == "book"  # the model's suggestion
+    fix_class = at.selectbox(key=f"triage_fix_class_{book['box_id']}")
+    assert fix_class.value == "book"  # the model's suggestion
     at.button(key="triage_fix").click().run()
     assert not at.exception
     assert any("Fixed the class" in s.value for s in at.success)
