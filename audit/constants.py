@@ -6,9 +6,11 @@ import os
 from pathlib import Path
 
 # --- where things live -------------------------------------------------------------------------
-AUDIT_HOME = Path(os.environ.get("AUDIT_HOME", Path.home() / ".yolo-audit"))  # review logs, demo world
+# review logs, demo world
+AUDIT_HOME = Path(os.environ.get("AUDIT_HOME", Path.home() / ".yolo-audit"))
 DEMO_DATASET_NAME = "yolo-audit-demo"  # FiftyOne dataset name the demo is ingested under
-DEMO_CHECKPOINT = Path(__file__).resolve().parent / "world" / "demo_yolo11n.pt"  # committed demo model
+# committed demo model
+DEMO_CHECKPOINT = Path(__file__).resolve().parent / "world" / "demo_yolo11n.pt"
 SPLITS = ("train", "val")  # the splits the auditor knows
 
 # --- ingest ------------------------------------------------------------------------------------
@@ -47,9 +49,11 @@ MISSING_LOOK_CONF = 0.1  # prediction confidence from which that look-alike evid
 
 # --- label inconsistency -----------------------------------------------------------------------
 GROUP_CONTAIN = 0.8  # a prediction counts as inside a box when this fraction of it is covered
-GROUP_MIN_MEMBERS = 2  # a box enclosing at least this many confident same-class predictions is a group box
+# a box enclosing at least this many confident same-class predictions is a group box
+GROUP_MIN_MEMBERS = 2
 GROUP_MEMBER_CONF = 0.25  # predictions above this confidence count as objects inside a box
-PARTIAL_CONF = 0.5  # confident prediction of a class labelled elsewhere in the image, but unlabelled
+# confident prediction of a class labelled elsewhere in the image, but unlabelled
+PARTIAL_CONF = 0.5
 GROUP_SCORE = 0.5  # group-box score above which a box is flagged
 PARTIAL_SCORE = 0.5  # partial-labelling score above which a sample is flagged
 MIXED_CONVENTION_MIN = 0.05  # a class mixes conventions when each one covers at least this share
@@ -59,11 +63,12 @@ GROUP_MEMBER_MAX_AREA = 0.6  # a member of a group box has at most this share of
 PROJECTION_METHODS = ("pca", "tsne", "umap")  # 2-D projections offered
 N_CLUSTERS = None  # None: choose k by silhouette over CLUSTER_K_RANGE
 CLUSTER_K_RANGE = (3, 12)  # candidate k for KMeans when k is not given
-TSNE_MAX_POINTS = 20_000  # t-SNE beyond this fits a subsample and places the rest by kNN
-UMAP_MAX_POINTS = 50_000  # UMAP fits at most this many points and transforms the rest
+TSNE_MAX_POINTS = 2_000  # t-SNE fits a subsample this big and places the rest by kNN (speed)
+UMAP_MAX_POINTS = 200_000  # UMAP fits up to this many points (transform is ~9x dearer per point)
 SEED = 0  # default random seed everywhere
 ALPHA = 0.05  # family-wise significance level (Holm-corrected over clusters)
-OVERFIT_RATIO = 1.5  # val loss / train loss in a cluster, over the dataset's ratio, that counts as overfit
+# val loss / train loss in a cluster, over the dataset's ratio, that counts as overfit
+OVERFIT_RATIO = 1.5
 LOW_PERF_RATIO = 1.25  # cluster val loss over dataset val loss that counts as low performance
 MIN_CLUSTER_SIZE = 5  # clusters smaller than this give no insight
 EFFECT_SIZE_MIN = 0.5  # |standardised mean difference| for a metadata field to be named

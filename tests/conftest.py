@@ -24,6 +24,6 @@ os.environ["YOLO_CONFIG_DIR"] = str(_STATE / "ultralytics")
 os.environ["MPLCONFIGDIR"] = str(_STATE / "matplotlib")
 
 
-def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001
+def pytest_sessionfinish(session, exitstatus):
     """Remove the temporary state folder."""
     shutil.rmtree(_STATE, ignore_errors=True)

@@ -106,7 +106,7 @@ def _ensure_font() -> None:
 def _thread_setter(threads: int):
     """Callback: ultralytics sets torch to cpu_count-1 threads; set ``threads`` instead."""
 
-    def use_threads(trainer: Any) -> None:  # noqa: ARG001
+    def use_threads(trainer: Any) -> None:
         import torch
 
         torch.set_num_threads(threads)
