@@ -129,17 +129,24 @@ def metadata_insights(
     return out
 
 
-def loss_curve(samples: pd.DataFrame, column: str, *, bins: int = C.CURVE_BINS) -> pd.DataFrame:
-    """Median loss per quantile bin of ``column``, per split.
+LOSS_NAMES = {"loss": "loss", "loss_box": "box loss", "loss_cls": "class loss",
+              "loss_dfl": "DFL loss"}  # loss column -> words
+CURVE_LOSSES = ("loss", "loss_box", "loss_cls")  # DFL grows with box size in stride units, so it
+# is left out of size curves by default (it would read as "large boxes are hard")
+
+
+def loss_curve(samples: pd.DataFrame, column: str, *, loss: str = "loss",
+               bins: int = C.CURVE_BINS) -> pd.DataFrame:
+    """Median ``loss`` per quantile bin of ``column``, per split.
 
     Returns:
         Long frame: ``split``, ``bin``, ``<column>`` (median of the bin), ``median_loss``,
         ``n`` (samples in the bin). Empty when nothing is finite.
     """
-    require_columns(samples, ("split", "loss", column), "samples")
+    require_columns(samples, ("split", loss, column), "samples")
     f = pd.DataFrame({"split": samples["split"].astype(str),
                       "x": pd.to_numeric(samples[column], errors="coerce"),
-                      "loss": pd.to_numeric(samples["loss"], errors="coerce")}).dropna()
+                      "loss": pd.to_numeric(samples[loss], errors="coerce")}).dropna()
     rows = []
     for split, part in f.groupby("split", sort=True):
         if part["x"].nunique() < 2:
@@ -154,11 +161,12 @@ def loss_curve(samples: pd.DataFrame, column: str, *, bins: int = C.CURVE_BINS) 
     return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
 
 
-def _spearman(samples: pd.DataFrame, column: str, split: str | None) -> tuple[float, float, int]:
-    """Spearman rho, p and n of loss vs ``column`` (one split or all)."""
+def _spearman(samples: pd.DataFrame, column: str, loss: str,
+              split: str | None) -> tuple[float, float, int]:
+    """Spearman rho, p and n of ``loss`` vs ``column`` (one split or all)."""
     f = samples if split is None else samples[samples["split"].astype(str) == split]
     x = pd.to_numeric(f[column], errors="coerce").to_numpy(float)
-    y = pd.to_numeric(f["loss"], errors="coerce").to_numpy(float)
+    y = pd.to_numeric(f[loss], errors="coerce").to_numpy(float)
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 5 or np.unique(x[ok]).size < 2 or np.unique(y[ok]).size < 2:
         return np.nan, np.nan, int(ok.sum())
@@ -166,63 +174,78 @@ def _spearman(samples: pd.DataFrame, column: str, split: str | None) -> tuple[fl
     return float(res.statistic), float(res.pvalue), int(ok.sum())
 
 
+def _curve_tests(samples, columns, losses, on) -> pd.DataFrame:
+    """Spearman of every (column, loss) pair with Holm-adjusted p over all pairs."""
+    rows = [(c, lo, *_spearman(samples, c, lo, on)) for c in columns for lo in losses]
+    frame = pd.DataFrame(rows, columns=["column", "loss", "rho", "p", "n"]).dropna(subset=["rho"])
+    return frame.assign(p_holm=_holm(frame["p"]) if len(frame) else [])
+
+
 def curve_insights(
     samples: pd.DataFrame, *, columns: tuple[str, ...] | None = None,
-    bins: int = C.CURVE_BINS, rho_min: float = C.CURVE_RHO_MIN, alpha: float = C.ALPHA,
-    min_samples: int = 30,
+    losses: tuple[str, ...] = CURVE_LOSSES, bins: int = C.CURVE_BINS,
+    rho_min: float = C.CURVE_RHO_MIN, alpha: float = C.ALPHA, min_samples: int = 30,
 ) -> list[Insight]:
-    """Loss-vs-metadata curves whose Spearman |rho| reaches ``rho_min`` (Holm over columns).
+    """Loss-vs-metadata curves whose Spearman |rho| reaches ``rho_min`` (Holm over all tests).
 
-    The correlation is measured on val (what the model did not train on) when it has at least
-    ``min_samples`` samples, else on all samples; the evidence holds the binned curve per split.
+    Every metadata column is tested against every loss in ``losses`` that the frame has (the
+    total and its components: a component can move with a column while the total does not); per
+    column the loss with the largest significant |rho| makes the insight. The correlation is
+    measured on val (what the model did not train on) when it has at least ``min_samples``
+    samples, else on all samples; the evidence holds the binned curve per split.
 
     Args:
         samples: samples frame with ``split``, ``loss`` and metadata columns.
         columns: metadata columns to test (default ``CURVE_COLUMNS`` plus every ``count_*``).
-        bins: quantile bins per curve; rho_min: smallest |rho| reported; alpha: Holm level.
+        losses: loss columns to test. bins: quantile bins per curve; rho_min: smallest |rho|
+            reported; alpha: Holm level; min_samples: val size needed to test on val alone.
 
     Returns:
-        Insights of kind ``curve``; severity = |rho|.
+        Insights of kind ``curve``, most severe first; severity = |rho|.
 
     Example:
         >>> curve_insights(samples)[0].sentence  # doctest: +SKIP
-        'Loss rises as median box area falls ...'
+        'Box loss rises with smaller median box area ...'
     """
     require_columns(samples, ("split", "loss"), "samples")
     if columns is None:
         columns = tuple(c for c in (*CURVE_COLUMNS, *sorted(
             c for c in samples.columns if str(c).startswith("count_"))) if c in samples.columns)
+    losses = tuple(lo for lo in losses if lo in samples.columns) or ("loss",)
     n_val = int((samples["split"].astype(str) == "val").sum())
     on = "val" if n_val >= min_samples else None
-    tested = [(c, *_spearman(samples, c, on)) for c in columns]
-    tested = [t for t in tested if np.isfinite(t[1])]
-    if not tested:
-        return []
-    p_holm = _holm([t[2] for t in tested])
-    out = []
-    for (col, rho, p, n), ph in zip(tested, p_holm, strict=True):
-        if abs(rho) < rho_min or ph >= alpha:
-            continue
-        noun, more, less = _describe(col)
-        trend = more if rho > 0 else less
-        sentence = (f"Loss rises with {trend} {noun}: Spearman rho = {rho:+.2f} between "
-                    f"{noun} and loss on {on or 'all'} images (n = {n}, Holm p = {ph:.2g}).")
-        if col in ("median_box_area", "min_box_area") and rho < 0:
-            sentence += (" Small objects are the weak spot: train at a larger image size, add "
-                         "small-object images, or check that small objects are labelled.")
-        elif col.startswith("count_") or col == "n_objects":
-            sentence += (" Crowded images are the weak spot: check how crowded scenes are "
-                         "labelled and add more of them.")
-        curve = loss_curve(samples, col, bins=bins)
-        x = pd.to_numeric(samples[col], errors="coerce").to_numpy(float)
-        worst = np.argsort(x if rho < 0 else -x, kind="stable")
-        worst = worst[np.isfinite(x[worst])]
-        out.append(Insight(
-            kind="curve", title=f"Loss vs {noun}", sentence=sentence,
-            label=col.removeprefix("count_") if col.startswith("count_") else None,
-            severity=float(min(1.0, abs(rho))), sample_ids=tuple(samples.index[worst].astype(str)),
-            evidence={"plot": "loss_curve", "column": col, "x": col, "y": "median_loss",
-                      "color": "split", "data": curve.to_dict(orient="records")},
-            stats={"rho": rho, "p": p, "p_holm": float(ph), "n": n, "split": on or "all"},
-        ))
+    tests = _curve_tests(samples, columns, losses, on)
+    hits = tests[(tests["rho"].abs() >= rho_min) & (tests["p_holm"] < alpha)]
+    best = hits.loc[hits.groupby("column")["rho"].apply(lambda r: r.abs().idxmax())] \
+        if len(hits) else hits
+    out = [_curve_insight(samples, r, on, bins) for r in best.itertuples()]
     return sorted(out, key=lambda i: -i.severity)
+
+
+def _curve_insight(samples: pd.DataFrame, r, on: str | None, bins: int) -> Insight:
+    """One curve insight from a row of the tests frame."""
+    col, loss, rho = str(r.column), str(r.loss), float(r.rho)
+    noun, more, less = _describe(col)
+    what = LOSS_NAMES.get(loss, loss)
+    sentence = (f"{what.capitalize()} rises with {more if rho > 0 else less} {noun}: Spearman "
+                f"rho = {rho:+.2f} between {noun} and {what} on {on or 'all'} images "
+                f"(n = {r.n}, Holm p = {r.p_holm:.2g}).")
+    if col in ("median_box_area", "min_box_area") and rho < 0:
+        sentence += (" Small objects are the weak spot: train at a larger image size, add "
+                     "small-object images, or check that small objects are labelled.")
+    elif col.startswith("count_") or col == "n_objects":
+        sentence += (" Crowded images are the weak spot: check how crowded scenes are "
+                     "labelled and add more of them.")
+    x = pd.to_numeric(samples[col], errors="coerce").to_numpy(float)
+    worst = np.argsort(x if rho < 0 else -x, kind="stable")
+    worst = worst[np.isfinite(x[worst])]
+    return Insight(
+        kind="curve", title=f"{what.capitalize()} vs {noun}", sentence=sentence,
+        label=col.removeprefix("count_") if col.startswith("count_") else None,
+        severity=float(min(1.0, abs(rho))), sample_ids=tuple(samples.index[worst].astype(str)),
+        evidence={"plot": "loss_curve", "column": col, "loss": loss, "x": col,
+                  "y": "median_loss", "color": "split",
+                  "data": loss_curve(samples, col, loss=loss, bins=bins).to_dict("records")},
+        stats={"rho": rho, "p": float(r.p), "p_holm": float(r.p_holm), "n": int(r.n),
+               "split": on or "all", "loss": loss},
+    )

@@ -37,7 +37,7 @@ from audit.world.scene import CLASS_NAMES, SCENE_KINDS, Scene, make_scene
 
 KIND_SHARES = {"easy": 0.25, "small": 0.2, "shelf": 0.2, "mixed": 0.35}  # share of images per kind
 VAL_SHARE = 0.25  # share of all images in val (overall train:val about 3:1)
-EASY_VAL_RATIO = 31  # easy kind: one val image per this many easy images (about 30:1)
+EASY_VAL_RATIO = 25  # easy kind: one val image per this many easy images (about 24:1)
 JPEG_QUALITY = 90  # written images' JPEG quality
 CSV_COLUMNS = ("split", "image_id", "annotation_ids", "clean_annotation_ids", "error_type",
                "clean_bbox", "clean_label", "noisy_bbox", "noisy_label")

@@ -19,13 +19,16 @@ def _two_colors(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 
 def background(kind: str, width: int, height: int, rng: np.random.Generator) -> Image.Image:
-    """A ``width x height`` RGB background: ``gradient``, low-frequency ``noise`` or ``stripes``."""
+    """A ``width x height`` RGB background: ``gradient``, low-frequency ``noise``, ``stripes``
+    or ``plain`` (one colour), with pixel noise."""
     c0, c1 = _two_colors(rng)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     if kind == "gradient":
         angle = float(rng.uniform(0, np.pi))
         t = xx * np.cos(angle) + yy * np.sin(angle)
         t = (t - t.min()) / max(float(np.ptp(t)), 1.0)
+    elif kind == "plain":
+        t = np.zeros((height, width), np.float32)
     elif kind == "stripes":
         angle = float(rng.uniform(0, np.pi))
         period = float(rng.uniform(12, 40))

@@ -15,7 +15,11 @@ from numpy.typing import NDArray
 CLASS_NAMES = ("ball", "crate", "cone", "ring", "book")  # category ids 1..5 in this order
 BOOK = CLASS_NAMES.index("book")
 SCENE_KINDS = ("easy", "small", "shelf", "mixed")  # the planted scene kinds
-BACKGROUNDS = ("gradient", "noise", "stripes")
+BACKGROUNDS = ("gradient", "noise", "stripes", "plain")
+# Each scene kind has its own setting, as COCO's kitchens, streets and shelves do, so that the
+# detector's own embedding can tell the kinds apart (a kind's background is drawn from its tuple).
+KIND_BACKGROUNDS = {"easy": ("gradient",), "small": ("noise",), "shelf": ("stripes",),
+                    "mixed": ("plain",)}
 
 Box = tuple[float, float, float, float]  # absolute pixel xyxy
 
@@ -209,7 +213,8 @@ def make_scene(kind: str, rng: np.random.Generator, *, occluded: bool = False) -
     if kind not in SCENE_KINDS:
         raise ValueError(f"scene kind must be one of {SCENE_KINDS}, got {kind!r}")
     size = (int(rng.integers(*_SIZE_RANGE)), int(rng.integers(*_SIZE_RANGE)))
-    background = BACKGROUNDS[int(rng.integers(0, len(BACKGROUNDS)))]
+    choices = KIND_BACKGROUNDS[kind]
+    background = choices[int(rng.integers(0, len(choices)))]
     runs: list[tuple[int, ...]] = []
     shelves: list[Box] = []
     if kind == "easy" and occluded:
@@ -217,7 +222,7 @@ def make_scene(kind: str, rng: np.random.Generator, *, occluded: bool = False) -
     elif kind == "easy":
         objects = _scatter(rng, size, int(rng.integers(1, 4)), (0.3, 0.5), (0.0, 0.03), 0.0)
     elif kind == "small":
-        objects = _scatter(rng, size, int(rng.integers(8, 17)), (0.045, 0.09), (0.0, 0.1), 0.3)
+        objects = _scatter(rng, size, int(rng.integers(8, 17)), (0.035, 0.07), (0.0, 0.1), 0.3)
     elif kind == "mixed":
         n = int(rng.integers(3, 8))
         labels = [int(v) for v in rng.permutation(len(CLASS_NAMES))[:2]]

@@ -50,8 +50,10 @@ def _visit(page, title: str, shot: str, *, expect: str, charts: int = 0) -> None
 
 @pytest.fixture
 def browser_dataset(app_dataset) -> str:
-    """The scored test dataset with one insight card to draw."""
+    """The scored test dataset with one insight card to draw (skips first if no browser)."""
     import fiftyone as fo
+
+    live.require_browser()
 
     ds = fo.load_dataset(app_dataset)
     info = ds.info
@@ -62,7 +64,6 @@ def browser_dataset(app_dataset) -> str:
 
 
 def test_fix_a_label_and_export_it_in_a_real_browser(browser_dataset, tmp_path):
-    live.require_browser()
     with live.running_server(tmp_path / "streamlit.log") as server, live.chromium_page() as page:
         live.open_app(page, server, browser_dataset, reviewer="e2e")
         assert page.get_by_text(str(N_SAMPLES), exact=True).count()  # the Samples metric
