@@ -54,7 +54,7 @@ GROUP_MIN_MEMBERS = 2
 GROUP_MEMBER_CONF = 0.25  # predictions above this confidence count as objects inside a box
 # confident prediction of a class labelled elsewhere in the image, but unlabelled
 PARTIAL_CONF = 0.5
-GROUP_SCORE = 0.5  # group-box score above which a box is flagged
+GROUP_SCORE = 0.3  # group-box score (product of the two best member confidences) that flags
 PARTIAL_SCORE = 0.5  # partial-labelling score above which a sample is flagged
 MIXED_CONVENTION_MIN = 0.05  # a class mixes conventions when each one covers at least this share
 GROUP_MEMBER_MAX_AREA = 0.6  # a member of a group box has at most this share of the box's area
@@ -62,7 +62,7 @@ GROUP_MEMBER_MAX_AREA = 0.6  # a member of a group box has at most this share of
 # --- clusters and insights ---------------------------------------------------------------------
 PROJECTION_METHODS = ("pca", "tsne", "umap")  # 2-D projections offered
 N_CLUSTERS = None  # None: choose k by silhouette over CLUSTER_K_RANGE
-CLUSTER_K_RANGE = (3, 12)  # candidate k for KMeans when k is not given
+CLUSTER_K_RANGE = (4, 12)  # candidate k; 2-3 clusters mirror the biggest factor, hide small groups
 TSNE_MAX_POINTS = 2_000  # t-SNE fits a subsample this big and places the rest by kNN (speed)
 UMAP_MAX_POINTS = 200_000  # UMAP fits up to this many points (transform is ~9x dearer per point)
 SEED = 0  # default random seed everywhere

@@ -232,15 +232,24 @@ def class_conventions(
         partial: ``InconsistencyResult.samples``.
         mixed_min: each convention must cover at least this share of the class's boxes.
 
+    Shares count objects, not boxes: a group box stands for the objects the model sees inside it
+    (``n_members``, at least two), so ten group boxes over five books each weigh as fifty books
+    against the books boxed one by one.
+
     Returns:
-        Frame indexed by ``label``: ``n_boxes``, ``n_group``, ``share_group``,
-        ``share_individual``, ``n_images_group``, ``n_images_individual``, ``n_images_partial``
-        (images where the class is partly unlabelled), ``is_mixed_convention``.
+        Frame indexed by ``label``: ``n_boxes``, ``n_group`` (group boxes), ``n_group_objects``
+        (objects inside them), ``share_group`` / ``share_individual`` (share of the class's
+        objects labelled each way), ``n_images_group``, ``n_images_individual``,
+        ``n_images_partial`` (images where the class is partly unlabelled),
+        ``is_mixed_convention``.
     """
     g = group_boxes
     labels = sorted(g["label"].unique().tolist())
     n_boxes = g.groupby("label").size().reindex(labels, fill_value=0)
     n_group = g.groupby("label")["is_group"].sum().reindex(labels, fill_value=0)
+    members = g["n_members"].clip(lower=2) if "n_members" in g else pd.Series(2, index=g.index)
+    n_group_objects = members[g["is_group"]].groupby(g.loc[g["is_group"], "label"]).sum() \
+        .reindex(labels, fill_value=0)
     img_g = g[g["is_group"]].groupby("label")["sample_id"].nunique()
     img_i = g[~g["is_group"]].groupby("label")["sample_id"].nunique()
     flat = [c for cls in partial["partial_classes"] for c in cls]
@@ -248,7 +257,9 @@ def class_conventions(
     out = pd.DataFrame(index=pd.Index(labels, name="label", dtype=object))
     out["n_boxes"] = n_boxes.to_numpy(np.int64)
     out["n_group"] = n_group.to_numpy(np.int64)
-    out["share_group"] = out["n_group"] / out["n_boxes"].clip(lower=1)
+    out["n_group_objects"] = n_group_objects.to_numpy(np.int64)
+    n_objects = out["n_group_objects"] + out["n_boxes"] - out["n_group"]
+    out["share_group"] = out["n_group_objects"] / n_objects.clip(lower=1)
     out["share_individual"] = 1.0 - out["share_group"]
     out["n_images_group"] = img_g.reindex(labels, fill_value=0).to_numpy(np.int64)
     out["n_images_individual"] = img_i.reindex(labels, fill_value=0).to_numpy(np.int64)
@@ -278,10 +289,10 @@ def convention_insights(classes: pd.DataFrame, group_boxes: pd.DataFrame) -> lis
     for label, row in classes[classes["is_mixed_convention"]].iterrows():
         many = _plural(str(label))
         sentence = (
-            f"{label} is labelled two ways: {round(100 * row.share_group)} % of its boxes "
-            f"enclose several {many} ({row.n_images_group} images), "
-            f"{round(100 * row.share_individual)} % one {label} each "
-            f"({row.n_images_individual} images)"
+            f"{label} is labelled two ways: {round(100 * row.share_group)} % of the {many} are "
+            f"inside {row.n_group} boxes that each enclose several {many} "
+            f"({row.n_images_group} images), {round(100 * row.share_individual)} % have a box "
+            f"each ({row.n_images_individual} images)"
         )
         if row.n_images_partial:
             sentence += f"; {row.n_images_partial} images leave {many} unlabelled"

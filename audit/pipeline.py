@@ -155,7 +155,9 @@ def run_all(
         >>> [i.sentence for i in result.insights][:2]  # doctest: +SKIP
     """
     emb = _check(samples, embeddings, boxes, box_features)
-    samples = samples.copy()
+    stale = [c for c in samples.columns if str(c).endswith("_score") or str(c).startswith(
+        ("is_", "proj_")) or c in ("cluster", "flagged", "mistakenness")]
+    samples = samples.drop(columns=stale)  # a re-score starts from the inputs, not old scores
     samples.index = samples.index.astype(str)
     timings: dict[str, float] = {}
     stages = tqdm(total=3 + len(projections), desc="audit", disable=not progress, unit="stage")

@@ -181,14 +181,15 @@ def test_class_with_both_conventions_is_mixed_and_gets_an_insight():
     res = score_inconsistency(boxes_frame(_group_scene(2, 4)))
     book = res.classes.loc["book"]
     assert book["n_boxes"] == 10 and book["n_group"] == 2
-    assert book["share_group"] == pytest.approx(0.2)
+    # shares count objects: 2 group boxes x 2 books inside vs 8 books boxed one by one
+    assert book["n_group_objects"] == 4 and book["share_group"] == pytest.approx(4 / 12)
     assert book["n_images_group"] == 2 and book["n_images_individual"] == 4
     assert book["is_mixed_convention"]
     assert res.summary.mixed_classes == ("book",)
     (insight,) = convention_insights(res.classes, res.boxes)
     assert insight.kind == "inconsistency" and insight.label == "book"
-    assert "book is labelled two ways" in insight.sentence and "20 %" in insight.sentence
-    assert insight.severity == pytest.approx(0.4)
+    assert "book is labelled two ways" in insight.sentence and "33 %" in insight.sentence
+    assert insight.severity == pytest.approx(2 / 3)
     assert set(insight.sample_ids) == {"g0", "g1"}
     json.dumps(insight.to_dict())
 

@@ -112,24 +112,31 @@ def bench_ingest(*, size: str = "full", out: str | Path | None = None, progress:
         checkpoint, which = _checkpoint(Path(tmp))
         bar.update(1)
         threads = max(1, os.cpu_count() or 1)
-        bar.set_postfix_str("warm-up")
-        _bare_predict(checkpoint, images[:1], threads)
-        bar.update(1)
-        best = {"ingest": math.inf, "bare_predict": math.inf}
-        for _ in range(REPEATS[size]):
-            bar.set_postfix_str("bare predict")
-            best["bare_predict"] = min(best["bare_predict"],
-                                       _bare_predict(checkpoint, images, threads))
-            bar.update(1)
-            bar.set_postfix_str("ingest")
-            best["ingest"] = min(best["ingest"], _ingest(world, checkpoint, len(images)))
-            bar.update(1)
+        best = _time_both(world, images, checkpoint, threads, REPEATS[size], bar)
     report = _report(best, len(images), which, threads, REPEATS[size])
     if out is not None:
         _write(report, Path(out))
     if echo:
         print(report.text())
     return report
+
+
+def _time_both(world: Path, images: list[Path], checkpoint: Path, threads: int, repeats: int,
+               bar: tqdm) -> dict[str, float]:
+    """Warm up, then alternate bare predict and ingest; the best seconds of each."""
+    bar.set_postfix_str("warm-up")
+    _bare_predict(checkpoint, images[:1], threads)
+    bar.update(1)
+    best = {"ingest": math.inf, "bare_predict": math.inf}
+    for _ in range(repeats):
+        bar.set_postfix_str("bare predict")
+        best["bare_predict"] = min(best["bare_predict"],
+                                   _bare_predict(checkpoint, images, threads))
+        bar.update(1)
+        bar.set_postfix_str("ingest")
+        best["ingest"] = min(best["ingest"], _ingest(world, checkpoint, len(images)))
+        bar.update(1)
+    return best
 
 
 def _checkpoint(folder: Path) -> tuple[Path, str]:

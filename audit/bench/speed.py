@@ -134,7 +134,8 @@ def bench_speed(*, size: str = "full", out: str | Path | None = None, progress: 
         bar.set_postfix_str("building inputs")
         t = time.perf_counter()
         inputs = _build_inputs(n)
-        rows = [{"stage": "inputs", "seconds": time.perf_counter() - t, "peak_mb": _rss_mb(),
+        rows = [{"stage": "inputs", "seconds": time.perf_counter() - t,
+                 "peak_mb": _peak_mb("VmRSS"),
                  "note": f"{n:,} samples, {len(inputs.boxes):,} boxes (build + resident set)"}]
         bar.update(1)
         rows += _time_stages(inputs, bar)
@@ -231,7 +232,14 @@ def _run_child(factory: Callable[[_Inputs], Callable[[], Any]],
         return _measure(factory, inputs)
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_main, args=(factory, inputs, send))  # not daemonic: joblib
+
+    def child() -> None:
+        try:
+            send.send(_measure(factory, inputs))
+        except BaseException as exc:  # everything goes back to the parent as text
+            send.send({"error": f"{type(exc).__name__}: {exc}"})
+
+    proc = ctx.Process(target=child)  # forked (no pickling); not daemonic, for joblib
     proc.start()
     send.close()
     try:
@@ -245,17 +253,6 @@ def _run_child(factory: Callable[[_Inputs], Callable[[], Any]],
         raise RuntimeError(f"bench speed: stage failed (exit code {proc.exitcode}): "
                            f"{result['error']}")
     return result
-
-
-def _child_main(factory: Callable[[_Inputs], Callable[[], Any]], inputs: _Inputs,
-                send: Any) -> None:
-    """Child process body: measure and send the result (or the error) back."""
-    try:
-        send.send(_measure(factory, inputs))
-    except BaseException as exc:  # everything goes back to the parent as text
-        send.send({"error": f"{type(exc).__name__}: {exc}"})
-    finally:
-        send.close()
 
 
 def _measure(factory: Callable[[_Inputs], Callable[[], Any]], inputs: _Inputs) -> dict[str, Any]:
@@ -279,26 +276,16 @@ def _reset_peak() -> bool:
         return False
 
 
-def _peak_mb() -> float:
-    """Peak resident set of this process in MB (``VmHWM``, else ``ru_maxrss``)."""
+def _peak_mb(key: str = "VmHWM") -> float:
+    """Peak (``VmHWM``) or current (``VmRSS``) resident set of this process in MB."""
     try:
         with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource  # Unix only
+            return next(int(line.split()[1]) / 1024 for line in fh if line.startswith(key))
+    except (OSError, StopIteration):
+        import resource  # Unix only: the lifetime peak
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
-
-
-def _rss_mb() -> float:
-    """Current resident set of this process in MB."""
-    import psutil
-
-    return psutil.Process().memory_info().rss / (1024 * 1024)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
 def _trim_heap() -> None:
@@ -314,9 +301,9 @@ def _trim_heap() -> None:
 def _with_suite(stages: pd.DataFrame) -> pd.DataFrame:
     """Append the ``suite`` row: metadata + run_all seconds, the largest stage peak."""
     s = stages.set_index("stage")
-    suite = {"stage": "suite", "seconds": s.loc["metadata", "seconds"] + s.loc["run_all",
-                                                                               "seconds"],
-             "peak_mb": s.drop(index="inputs")["peak_mb"].max(),
+    seconds = s.loc["metadata", "seconds"] + s.loc["run_all", "seconds"]
+    peak = s.drop(index="inputs")["peak_mb"].max()
+    suite = {"stage": "suite", "seconds": seconds, "peak_mb": peak,
              "note": "metadata + run_all; peak: largest stage peak"}
     return pd.concat([stages, pd.DataFrame([suite])], ignore_index=True)
 

@@ -59,14 +59,19 @@ def _write_samples(ds: fo.Dataset, frame: pd.DataFrame) -> dict[str, NDArray[np.
 
 def _write_boxes(ds: fo.Dataset, frame: pd.DataFrame) -> None:
     """Write ``<issue>_score`` and ``suggested_label`` columns onto the detections, by box id."""
-    ids = frame["box_id"] if "box_id" in frame else frame.index.to_series()
+    ids = (frame["box_id"] if "box_id" in frame else frame.index.to_series()).astype(str)
     cols = [c for c in frame.columns if str(c).endswith("_score") or c == "suggested_label"]
-    lookup = {c: dict(zip(ids.astype(str), (_cell(v) for v in frame[c]), strict=True))
-              for c in cols}
-    for field in LABEL_FIELDS.values():
+    for source, field in LABEL_FIELDS.items():
+        part = frame["source"].to_numpy() == source if "source" in frame else np.ones(len(frame),
+                                                                                     bool)
+        # only the columns that apply to this source (a gt box has no missing score, ...)
+        used = [c for c in cols if frame.loc[part, c].notna().any()]
+        if not used:
+            continue
         nested = ds.values(f"{field}.detections.id")
-        for col in cols:
-            values = [[lookup[col].get(i) for i in (row or [])] for row in nested]
+        for col in used:
+            lookup = dict(zip(ids[part], (_cell(v) for v in frame.loc[part, col]), strict=True))
+            values = [[lookup.get(i) for i in (row or [])] for row in nested]
             ds.set_values(f"{field}.detections.{col}", values)
 
 

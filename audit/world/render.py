@@ -13,15 +13,23 @@ from PIL import Image, ImageDraw
 from audit.world.scene import CLASS_NAMES, Scene, SceneObject
 
 
-def _two_colors(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Two muted random RGB colours as float arrays of shape (3,)."""
-    return rng.uniform(60, 220, size=3), rng.uniform(60, 220, size=3)
+# Base colour of each background kind: a scene kind's setting has its own palette (sky, sand,
+# wood, concrete), as real settings do; each image jitters it.
+PALETTES = {"gradient": (120, 170, 225), "noise": (200, 185, 150), "stripes": (150, 110, 75),
+            "plain": (140, 140, 140)}
+
+
+def _two_colors(rng: np.random.Generator, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Two RGB colours (float arrays of shape (3,)) jittered around ``kind``'s palette."""
+    base = np.asarray(PALETTES[kind], dtype=np.float64)
+    c0 = np.clip(base + rng.uniform(-30, 30, size=3), 20, 235)
+    return c0, np.clip(c0 + rng.uniform(-45, 45, size=3), 20, 235)
 
 
 def background(kind: str, width: int, height: int, rng: np.random.Generator) -> Image.Image:
     """A ``width x height`` RGB background: ``gradient``, low-frequency ``noise``, ``stripes``
     or ``plain`` (one colour), with pixel noise."""
-    c0, c1 = _two_colors(rng)
+    c0, c1 = _two_colors(rng, kind)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     if kind == "gradient":
         angle = float(rng.uniform(0, np.pi))
