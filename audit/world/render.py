@@ -12,7 +12,6 @@ from PIL import Image, ImageDraw
 
 from audit.world.scene import CLASS_NAMES, Scene, SceneObject
 
-
 # Base colour of each background kind: a scene kind's setting has its own palette (sky, sand,
 # wood, concrete), as real settings do; each image jitters it.
 PALETTES = {"gradient": (120, 170, 225), "noise": (200, 185, 150), "stripes": (150, 110, 75),
