@@ -6,8 +6,10 @@ configuration at import time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -25,5 +27,12 @@ os.environ["MPLCONFIGDIR"] = str(_STATE / "matplotlib")
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Remove the temporary state folder."""
+    """Stop this session's FiftyOne database service, then remove the temporary state folder."""
+    database = sys.modules.get("fiftyone.core.odm.database")
+    service = getattr(database, "_db_service", None)
+    child = getattr(service, "child", None)
+    if child is not None:
+        service.stop()  # closes the service's stdin: it shuts mongod down and exits
+        with contextlib.suppress(Exception):
+            child.wait(timeout=30)
     shutil.rmtree(_STATE, ignore_errors=True)
