@@ -62,6 +62,7 @@ def project(
     *,
     seed: int = C.SEED,
     max_points: int | None = None,
+    reduced: NDArray | None = None,
 ) -> NDArray[np.float64]:
     """2-D projection of the embeddings.
 
@@ -70,14 +71,17 @@ def project(
       on the PCA-50 space of a seeded subsample of ``max_points`` (default ``TSNE_MAX_POINTS``);
       the other points are placed at the distance-weighted mean of the t-SNE positions of their
       ``PROJECTION_KNN`` nearest fitted neighbours in PCA-50 space.
-    * ``umap``: umap-learn ``UMAP`` (15 neighbours, min_dist 0.1, seeded) fitted on at most
-      ``max_points`` (default ``UMAP_MAX_POINTS``) points; the rest go through ``transform``.
+    * ``umap``: umap-learn ``UMAP`` (15 neighbours, min_dist 0.1, seeded) fitted on a seeded
+      subsample of at most ``max_points`` (default ``UMAP_MAX_POINTS``) points in PCA-50 space;
+      the rest are placed by kNN as for t-SNE (``UMAP.transform`` costs ~9x a fitted point).
 
     Args:
         embeddings: ``(n, D)`` float array.
         method: "pca", "tsne" or "umap" (or a :class:`ProjectionMethod`).
         seed: random seed.
         max_points: fit size limit for t-SNE / UMAP.
+        reduced: :func:`reduce` of these embeddings, when the caller already has it (it is the
+            slow part of PCA at 100k points; ``run_all`` computes it once for every method).
 
     Returns:
         ``(n, 2)`` float64 coordinates (no unit; only neighbourhoods are meaningful); all 0
@@ -100,7 +104,9 @@ def project(
         return np.zeros((n, 2)) if n < 2 else np.array([[0.0, 0.0], [1.0, 0.0]])
     if not np.any(np.ptp(x, axis=0) > 0):  # all points identical: t-SNE would divide by 0
         return np.zeros((n, 2))
-    z = reduce(x, seed=seed)
+    z = reduce(x, seed=seed) if reduced is None else _check(reduced)
+    if len(z) != n:
+        raise ValueError(f"reduced: expected {n} rows, got {len(z)}")
     if method is ProjectionMethod.PCA:
         out = z[:, :2] if z.shape[1] >= 2 else np.c_[z, np.zeros(n)]
         return np.asarray(out, dtype=np.float64)
@@ -113,6 +119,20 @@ def project(
     return _umap(z, fit, seed)
 
 
+def _place_rest(z: NDArray, fit: NDArray, xy_fit: NDArray) -> NDArray[np.float64]:
+    """Fitted rows keep ``xy_fit``; the others go to the distance-weighted mean of the 2-D
+    positions of their ``PROJECTION_KNN`` nearest fitted rows in ``z``."""
+    out = np.empty((len(z), 2))
+    out[fit] = xy_fit
+    rest = np.setdiff1d(np.arange(len(z)), fit)
+    if rest.size:
+        k = min(C.PROJECTION_KNN, len(fit))
+        dist, idx = NearestNeighbors(n_neighbors=k).fit(z[fit]).kneighbors(z[rest])
+        w = 1.0 / np.maximum(dist, 1e-9)
+        out[rest] = (w[:, :, None] * xy_fit[idx]).sum(axis=1) / w.sum(axis=1, keepdims=True)
+    return out
+
+
 def _tsne(z: NDArray, fit: NDArray, seed: int) -> NDArray[np.float64]:
     """t-SNE on the fitted rows, kNN placement for the others."""
     from sklearn.manifold import TSNE
@@ -120,32 +140,19 @@ def _tsne(z: NDArray, fit: NDArray, seed: int) -> NDArray[np.float64]:
     m = len(fit)
     tsne = TSNE(2, perplexity=float(min(30.0, max((m - 1) / 3.0, 1.0))), init="pca",
                 random_state=seed, n_jobs=-1)
-    xy_fit = tsne.fit_transform(z[fit]).astype(np.float64)
-    out = np.empty((len(z), 2))
-    out[fit] = xy_fit
-    rest = np.setdiff1d(np.arange(len(z)), fit)
-    if rest.size:
-        k = min(C.PROJECTION_KNN, m)
-        dist, idx = NearestNeighbors(n_neighbors=k).fit(z[fit]).kneighbors(z[rest])
-        w = 1.0 / np.maximum(dist, 1e-9)
-        out[rest] = (w[:, :, None] * xy_fit[idx]).sum(axis=1) / w.sum(axis=1, keepdims=True)
-    return out
+    return _place_rest(z, fit, tsne.fit_transform(z[fit]).astype(np.float64))
 
 
 def _umap(z: NDArray, fit: NDArray, seed: int) -> NDArray[np.float64]:
-    """UMAP fit on the fitted rows, ``transform`` for the others."""
+    """UMAP fit on the fitted rows, kNN placement for the others."""
     import umap  # lazily: numba compiles on first import
 
     reducer = umap.UMAP(n_components=2, n_neighbors=int(min(15, len(fit) - 1)), min_dist=0.1,
                         random_state=seed, n_jobs=1)
-    out = np.empty((len(z), 2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # umap warns that a seed disables parallelism
-        out[fit] = reducer.fit_transform(z[fit])
-        rest = np.setdiff1d(np.arange(len(z)), fit)
-        if rest.size:
-            out[rest] = reducer.transform(z[rest])
-    return out
+        xy_fit = np.asarray(reducer.fit_transform(z[fit]), dtype=np.float64)
+    return _place_rest(z, fit, xy_fit)
 
 
 def cluster(
@@ -154,6 +161,7 @@ def cluster(
     n_clusters: int | None = C.N_CLUSTERS,
     seed: int = C.SEED,
     k_range: tuple[int, int] = C.CLUSTER_K_RANGE,
+    reduced: NDArray | None = None,
 ) -> NDArray[np.int64]:
     """k-means clusters of the embeddings (standardised, PCA to <= 50 dims).
 
@@ -166,13 +174,14 @@ def cluster(
         n_clusters: k, or None to choose it.
         seed: random seed.
         k_range: candidate k when choosing.
+        reduced: :func:`reduce` of these embeddings, when the caller already has it.
 
     Returns:
         ``(n,)`` int64 cluster ids ``0 .. k - 1`` (all 0 when n < 2).
     """
     if n_clusters is not None and n_clusters < 1:
         raise ValueError(f"n_clusters: expected a positive int or None, got {n_clusters}")
-    z = reduce(embeddings, seed=seed)
+    z = reduce(embeddings, seed=seed) if reduced is None else _check(reduced)
     n = len(z)
     if n < 2:
         return np.zeros(n, np.int64)

@@ -64,7 +64,7 @@ PROJECTION_METHODS = ("pca", "tsne", "umap")  # 2-D projections offered
 N_CLUSTERS = None  # None: choose k by silhouette over CLUSTER_K_RANGE
 CLUSTER_K_RANGE = (4, 12)  # candidate k; 2-3 clusters mirror the biggest factor, hide small groups
 TSNE_MAX_POINTS = 2_000  # t-SNE fits a subsample this big and places the rest by kNN (speed)
-UMAP_MAX_POINTS = 200_000  # UMAP fits up to this many points (transform is ~9x dearer per point)
+UMAP_MAX_POINTS = 10_000  # UMAP fits a subsample this big and places the rest by kNN
 SEED = 0  # default random seed everywhere
 ALPHA = 0.05  # family-wise significance level (Holm-corrected over clusters)
 # val loss / train loss in a cluster, over the dataset's ratio, that counts as overfit

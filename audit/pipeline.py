@@ -166,15 +166,18 @@ def run_all(
     per_sample = score_samples(scores, samples.join(
         partial[["partial_labels_score", "is_partial_labels_issue"]]))
     out = per_sample.rename(columns={"flagged_issues": "flagged"})
+    t = time.perf_counter()
+    reduced = CL.reduce(emb, seed=seed)  # once for every projection and the clustering
+    timings["reduce_s"] = time.perf_counter() - t
     for method in projections:
         stages.set_postfix_str(method)
         t = time.perf_counter()
-        xy = CL.project(emb, method, seed=seed)
+        xy = CL.project(emb, method, seed=seed, reduced=reduced)
         timings[f"projection_{method}_s"] = time.perf_counter() - t
         out[f"proj_{method}_x"], out[f"proj_{method}_y"] = xy[:, 0], xy[:, 1]
         stages.update(1)
     t = time.perf_counter()
-    labels = CL.cluster(emb, n_clusters=n_clusters, seed=seed)
+    labels = CL.cluster(emb, n_clusters=n_clusters, seed=seed, reduced=reduced)
     out["cluster"] = labels
     stats = CL.cluster_stats(samples, labels)
     timings["clusters_s"] = time.perf_counter() - t

@@ -113,9 +113,25 @@ def test_cluster_returns_k_labels(k):
 
 def test_choose_k_finds_three_well_separated_blobs():
     x, truth = blobs(25, 3, 12, seed=3)
-    labels = CL.cluster(x)
+    labels = CL.cluster(x, k_range=(2, 8))
     assert len(np.unique(labels)) == 3
     assert adjusted_rand_score(truth, labels) == 1.0
+
+
+def test_choose_k_finds_six_blobs_in_the_default_range():
+    x, truth = blobs(20, 6, 12, seed=4)
+    labels = CL.cluster(x)
+    assert len(np.unique(labels)) == 6
+    assert adjusted_rand_score(truth, labels) == 1.0
+
+
+def test_reduced_input_gives_the_same_result():
+    x, _ = blobs(20, 4, 12, seed=5)
+    z = CL.reduce(x)
+    np.testing.assert_array_equal(CL.cluster(x, reduced=z), CL.cluster(x))
+    np.testing.assert_allclose(CL.project(x, "pca", reduced=z), CL.project(x, "pca"))
+    with pytest.raises(ValueError, match="reduced"):
+        CL.project(x, "pca", reduced=z[:-1])
 
 
 def test_cluster_is_seeded():
