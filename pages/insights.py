@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from audit.correlations import LOSS_NAMES, loss_curve, metadata_columns
 from audit.ui import cache, charts
 from audit.ui.common import require_dataset, shown_errors
 from audit.ui.state import TriageFilter, get_state
@@ -78,8 +79,36 @@ def _card(name: str, i: int, item: dict) -> None:
                 _open_in_fiftyone(name, ids)
 
 
+def _curves(name: str) -> None:
+    """Loss vs any metadata column, per split, in quantile bins, with Spearman's rho."""
+    table = cache.table(name)
+    columns = metadata_columns(table)
+    losses = [c for c in LOSS_NAMES if c in table.columns]
+    if not columns or not losses or "split" not in table:
+        st.info("The dataset has no metadata or losses to plot.")
+        return
+    left, right = st.columns(2)
+    default = columns.index("median_box_area") if "median_box_area" in columns else 0
+    column = left.selectbox("Metadata", columns, index=default, key="insights_curve_column")
+    loss = right.selectbox("Loss", losses, format_func=LOSS_NAMES.get, key="insights_curve_loss")
+    with shown_errors("Drawing the curve"):
+        curve = loss_curve(table, column, loss=loss)
+        if curve.empty:
+            st.info(f"{column} does not vary: no curve to draw.")
+            return
+        st.altair_chart(charts.line_chart(curve, x=column, y="median_loss", color="split"),
+                        width="stretch")
+        rho = {s: table.loc[table["split"] == s, [column, loss]].corr("spearman").iloc[0, 1]
+               for s in sorted(table["split"].astype(str).unique())}
+        st.caption("Median loss per quantile bin of " + column + "; Spearman rho: "
+                   + ", ".join(f"{s} {r:+.2f}" for s, r in rho.items()))
+
+
 name = require_dataset()
 st.title("Insights")
+if st.toggle("Loss vs metadata (box area, objects per image, ...)", value=True,
+             key="insights_show_curves"):
+    _curves(name)
 items = cache.insights(name, cache.version(name))
 url = get_state().fiftyone_url
 if url:

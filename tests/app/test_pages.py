@@ -113,6 +113,20 @@ def test_insight_card_hands_off_to_triage(fresh_dataset):
     assert at.button(key="triage_next") is not None
 
 
+def test_insights_loss_curve_section(app_dataset):
+    at = _open(app_dataset, "pages/insights.py")
+    column = at.selectbox(key="insights_curve_column")
+    assert column.value == "median_box_area"
+    assert "loss" in at.selectbox(key="insights_curve_loss").options
+    assert any("Spearman rho" in c.value for c in at.caption)
+    column.set_value("n_objects").run()  # does not vary in this dataset
+    assert not at.exception
+    assert any("does not vary" in i.value for i in at.info)
+    at.selectbox(key="insights_curve_column").set_value("median_box_area").run()
+    at.selectbox(key="insights_curve_loss").set_value("loss_cls").run()
+    assert not at.exception and any("Spearman rho" in c.value for c in at.caption)
+
+
 def _current_boxes(at: AppTest, dataset: str):
     """Boxes of the sample the triage page shows."""
     from audit.data import store, views
