@@ -175,10 +175,19 @@ def _spearman(samples: pd.DataFrame, column: str, loss: str,
 
 
 def _curve_tests(samples, columns, losses, on) -> pd.DataFrame:
-    """Spearman of every (column, loss) pair with Holm-adjusted p over all pairs."""
+    """Spearman of every (column, loss) pair, Holm-adjusted within its family.
+
+    Two families: the curves the tool always draws (``CURVE_COLUMNS``: box area, objects per
+    image) are the primary hypotheses; the per-class count columns are exploratory. Pooling them
+    would let the number of classes dilute the primary curves.
+    """
     rows = [(c, lo, *_spearman(samples, c, lo, on)) for c in columns for lo in losses]
     frame = pd.DataFrame(rows, columns=["column", "loss", "rho", "p", "n"]).dropna(subset=["rho"])
-    return frame.assign(p_holm=_holm(frame["p"]) if len(frame) else [])
+    frame["family"] = np.where(frame["column"].isin(CURVE_COLUMNS), "primary", "exploratory")
+    frame["p_holm"] = np.nan
+    for _, part in frame.groupby("family"):
+        frame.loc[part.index, "p_holm"] = _holm(part["p"])
+    return frame
 
 
 def curve_insights(
@@ -186,7 +195,7 @@ def curve_insights(
     losses: tuple[str, ...] = CURVE_LOSSES, bins: int = C.CURVE_BINS,
     rho_min: float = C.CURVE_RHO_MIN, alpha: float = C.ALPHA, min_samples: int = 30,
 ) -> list[Insight]:
-    """Loss-vs-metadata curves whose Spearman |rho| reaches ``rho_min`` (Holm over all tests).
+    """Loss-vs-metadata curves whose Spearman |rho| reaches ``rho_min`` (Holm per family).
 
     Every metadata column is tested against every loss in ``losses`` that the frame has (the
     total and its components: a component can move with a column while the total does not); per
