@@ -209,6 +209,8 @@ def score_world(dataset, world: Path, *, progress: bool = True) -> FindingsRepor
 
 def _ours_scores(box_frame: pd.DataFrame, sample_frame: pd.DataFrame, boxes: pd.DataFrame):
     """Box and image scores of ``ours`` (type-specific) and ``ours_max`` (largest box score)."""
+    if "box_id" in box_frame.columns:  # run_all returns box ids as a column
+        box_frame = box_frame.set_index("box_id")
     score_cols = [c for c in box_frame.columns if c.endswith("_score")]
     overall = box_frame[score_cols].max(axis=1, skipna=True)
     owner = boxes.set_index("box_id")["sample_id"].reindex(overall.index)
