@@ -227,15 +227,21 @@ def _time_stages(inputs: _Inputs, bar: tqdm) -> list[dict[str, Any]]:
 
 def _run_child(factory: Callable[[_Inputs], Callable[[], Any]],
                inputs: _Inputs) -> dict[str, Any]:
-    """Prepare and time one stage in a forked child; its seconds and peak resident MB."""
+    """Prepare and time one stage in a forked child (single-threaded BLAS / OpenMP, as OpenMP is
+    not fork-safe); its seconds and peak resident MB."""
     if "fork" not in multiprocessing.get_all_start_methods():  # no fork: time in-process
         return _measure(factory, inputs)
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
 
     def child() -> None:
+        from threadpoolctl import threadpool_limits
+
         try:
-            send.send(_measure(factory, inputs))
+            # OpenMP (t-SNE's and kNN's threads) is not fork-safe: a pool the parent already
+            # started deadlocks the child. One thread per pool avoids that.
+            with threadpool_limits(1):
+                send.send(_measure(factory, inputs))
         except BaseException as exc:  # everything goes back to the parent as text
             send.send({"error": f"{type(exc).__name__}: {exc}"})
 
