@@ -62,12 +62,17 @@ def _cluster_ids(ds, cluster: int) -> list[str]:
 
 
 def test_every_sample_is_scored(demo) -> None:
+    from fiftyone import ViewField as F
+
     ds, _, _ = demo
     n = len(ds)
     assert n > 0
     for field in ("loss", "loss_box", "loss_cls", "loss_dfl", "embedding", "cluster",
-                  "mistakenness_score", "proj_pca", "median_box_area", "occlusion_mean_iou"):
+                  "mistakenness_score", "proj_pca", "proj_tsne", "proj_umap", "n_objects"):
         assert len(ds.exists(field)) == n, field
+    with_boxes = ds.match(F("ground_truth.detections").length() > 0)
+    for field in ("median_box_area", "occlusion_mean_iou"):  # None where there is no box
+        assert len(with_boxes.exists(field)) == len(with_boxes) > 0.9 * n, field
 
 
 def test_train_heavy_easy_cluster_is_found(demo) -> None:
