@@ -1,8 +1,9 @@
 """Cosine k-nearest-neighbour evidence on per-box features, excluding boxes of the same image.
 
-Used by :mod:`audit.mistakenness`. Neighbours come from a brute-force search on L2-normalised
-float32 vectors: one matrix product per chunk of queries (BLAS, multi-threaded) and a partial
-sort. On unit vectors the cosine order equals the euclidean order (``|a - b|^2 = 2 - 2 cos``).
+Used by :mod:`audit.mistakenness`. Neighbours come from scikit-learn's ``NearestNeighbors``
+(brute force) with the euclidean metric on L2-normalised vectors: the neighbour order equals the
+cosine order (``|a - b|^2 = 2 - 2 cos``) and it runs sklearn's chunked, multi-threaded ``ArgKmin``
+path, which the ``cosine`` metric does not.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from sklearn.neighbors import NearestNeighbors
 
-_CHUNK = 8_192  # queries per matrix product (bounds the (chunk, references) temporaries)
+_CHUNK = 100_000  # queries per kneighbors call (bounds the (chunk, k) temporaries)
 
 
 @dataclass(frozen=True)
@@ -74,34 +76,15 @@ def knn_evidence(
         return out
     per_image = np.bincount(ref_image).max()
     kq = int(min(len(ref_feat), k + per_image))
-    ref = np.ascontiguousarray(ref_feat, dtype=np.float32)
+    nn = NearestNeighbors(n_neighbors=kq, algorithm="brute", metric="euclidean").fit(ref_feat)
     for lo in range(0, q, _CHUNK):
         hi = min(q, lo + _CHUNK)
-        cos_d, idx = _nearest(ref, np.asarray(query_feat[lo:hi], dtype=np.float32), kq)
+        dist, idx = nn.kneighbors(query_feat[lo:hi])
+        cos_d = dist.astype(np.float64) ** 2 / 2.0
         keep = ref_image[idx] != query_image[lo:hi, None]
         keep &= np.cumsum(keep, axis=1) <= k
         _fill(out, slice(lo, hi), cos_d, ref_label[idx], keep, query_label[lo:hi])
     return out
-
-
-def _nearest(ref: NDArray[np.float32], query: NDArray[np.float32],
-             kq: int) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
-    """The ``kq`` nearest references of each query, nearest first, and their cosine distances.
-
-    One float32 matrix product per chunk (unit vectors: cosine distance = 1 - dot product =
-    squared euclidean / 2) and a partial sort; this is what a brute-force euclidean search on
-    normalised vectors computes, without its float64 distance matrix.
-    """
-    sim = query @ ref.T
-    if kq < sim.shape[1]:
-        idx = np.argpartition(-sim, kq - 1, axis=1)[:, :kq]
-        sim = np.take_along_axis(sim, idx, axis=1)
-    else:
-        idx = np.broadcast_to(np.arange(sim.shape[1]), sim.shape)
-    order = np.argsort(-sim, axis=1, kind="stable")
-    idx = np.take_along_axis(idx, order, axis=1).astype(np.int64)
-    sim = np.take_along_axis(sim, order, axis=1)
-    return np.clip(1.0 - sim.astype(np.float64), 0.0, 2.0), idx
 
 
 def _fill(out: NeighbourEvidence, rows: slice, cos_d, labels, keep, own) -> None:
