@@ -4,8 +4,8 @@ Part one times every audit of :mod:`audit.pipeline` on seeded synthetic frames
 (:func:`audit.bench.synthetic.make_frames`: 448-d embeddings, ~7 ground-truth and ~15 predicted
 boxes per image, 64-d box features): metadata, mistakenness, inconsistency, each 2-D projection,
 clustering, the insights, and the whole :func:`audit.pipeline.run_all`. Each stage runs in its
-own child process forked from the one holding the inputs, so a stage starts with the inputs
-resident and nothing left over from the stage before; its peak resident set (``VmHWM``, reset
+own fresh child process (from a fork server) that receives the inputs, so a stage starts with the
+inputs resident and nothing left over from the stage before; its peak resident set (``VmHWM``, reset
 with ``/proc/self/clear_refs`` after the untimed preparation) therefore counts the inputs plus
 what the stage allocates, numpy / BLAS buffers included. Numba compiles UMAP's functions in
 every fresh process: the UMAP stage (and ``run_all``) include that compilation, as a fresh
@@ -210,11 +210,10 @@ def _stage_factories() -> dict[str, Callable[[_Inputs], Callable[[], Any]]]:
 
 def _time_stages(inputs: _Inputs, bar: tqdm) -> list[dict[str, Any]]:
     """Time every stage in its own child process; rows of the stage table."""
-    factories = _stage_factories()
     rows = []
     for name in STAGES:
         bar.set_postfix_str(name)
-        res = _run_child(factories[name], inputs)
+        res = _run_child(name, inputs)
         note = "" if res["exact_peak"] else "peak: process lifetime (no clear_refs)"
         if res.get("timings"):
             note = "inside: " + ", ".join(f"{k.removesuffix('_s')} {v:.1f}"
@@ -225,27 +224,20 @@ def _time_stages(inputs: _Inputs, bar: tqdm) -> list[dict[str, Any]]:
     return rows
 
 
-def _run_child(factory: Callable[[_Inputs], Callable[[], Any]],
-               inputs: _Inputs) -> dict[str, Any]:
-    """Prepare and time one stage in a forked child (single-threaded BLAS / OpenMP, as OpenMP is
-    not fork-safe); its seconds and peak resident MB."""
-    if "fork" not in multiprocessing.get_all_start_methods():  # no fork: time in-process
-        return _measure(factory, inputs)
-    ctx = multiprocessing.get_context("fork")
+def _run_child(stage: str, inputs: _Inputs) -> dict[str, Any]:
+    """Prepare and time one stage in a fresh child process; its seconds and peak resident MB.
+
+    The child comes from a fork server (a clean interpreter), not from this process: OpenMP is
+    not fork-safe, and numba's GNU OpenMP layer kills a forked child (SIGTERM) once the parent
+    has run a parallel UMAP, as a test session or a notebook may have. The inputs travel
+    pickled; the stage runs with the machine's usual thread pools, as ``python -m audit score``.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" not in methods and "spawn" not in methods:  # pragma: no cover
+        return _measure(stage, inputs)
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     receive, send = ctx.Pipe(duplex=False)
-
-    def child() -> None:
-        from threadpoolctl import threadpool_limits
-
-        try:
-            # OpenMP (t-SNE's and kNN's threads) is not fork-safe: a pool the parent already
-            # started deadlocks the child. One thread per pool avoids that.
-            with threadpool_limits(1):
-                send.send(_measure(factory, inputs))
-        except BaseException as exc:  # everything goes back to the parent as text
-            send.send({"error": f"{type(exc).__name__}: {exc}"})
-
-    proc = ctx.Process(target=child)  # forked (no pickling); not daemonic, for joblib
+    proc = ctx.Process(target=_child, args=(stage, inputs, send))  # not daemonic, for joblib
     proc.start()
     send.close()
     try:
@@ -256,14 +248,26 @@ def _run_child(factory: Callable[[_Inputs], Callable[[], Any]],
         proc.join()
         receive.close()
     if "error" in result:
-        raise RuntimeError(f"bench speed: stage failed (exit code {proc.exitcode}): "
+        raise RuntimeError(f"bench speed: stage {stage} failed (exit code {proc.exitcode}): "
                            f"{result['error']}")
     return result
 
 
-def _measure(factory: Callable[[_Inputs], Callable[[], Any]], inputs: _Inputs) -> dict[str, Any]:
+def _child(stage: str, inputs: _Inputs, send: Any) -> None:
+    """Child process body: time ``stage`` and send the result (or the error, as text) back."""
+    try:
+        send.send(_measure(stage, inputs))
+    except BaseException as exc:  # everything goes back to the parent as text
+        send.send({"error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        send.close()
+
+
+def _measure(stage: str, inputs: _Inputs) -> dict[str, Any]:
     """Untimed preparation, reset of the peak, then the timed call."""
-    call = factory(inputs)
+    call = _stage_factories()[stage](inputs)
+    gc.collect()
+    _trim_heap()
     exact = _reset_peak()
     t = time.perf_counter()
     out = call()
