@@ -5,9 +5,10 @@ Everything is validated before anything is written: the COCO JSON / data.yaml (s
 dataset name (one path component: it is also the review log's folder) and, when
 the dataset already exists, that it was built with the same model, ``imgsz`` and layers. Then, per
 batch: decode the images, run one :meth:`Detector.forward` with the ground truth, build the
-samples (ground truth, predictions, per-box features, losses, embedding, metadata) and add them
-with one ``add_samples``. Samples whose filepath is already stored are skipped, so an interrupted
-ingest continues where it stopped and a re-run adds nothing; a failing batch adds nothing.
+sample documents (ground truth, predictions, per-box features, losses, embedding, metadata) and
+insert them in one bulk write (:mod:`audit.data.sample_docs`). Samples whose filepath is already
+stored are skipped, so an interrupted ingest continues where it stopped and a re-run adds
+nothing; a failing batch adds nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from audit.data.inputs import (
     open_image,
     read_coco_split,
 )
+from audit.data.sample_docs import add_sample_docs, sample_doc
 
 ProgressCallback = Callable[[float, str], None]  # (fraction done in [0, 1], message)
 
@@ -143,12 +145,12 @@ def batch_metadata(records: list[ImageRecord], class_names: Sequence[str]) -> li
 
 
 def _build_samples(batch: list[tuple[str, ImageRecord]], results: list[Any],
-                   class_names: list[str]) -> list[fo.Sample]:
-    """FiftyOne samples from records and their forward results."""
+                   class_names: list[str]) -> list[dict[str, Any]]:
+    """Sample documents from records and their forward results."""
     metas = batch_metadata([rec for _, rec in batch], class_names)
     samples = []
     for (split, rec), res, (meta, counts) in zip(batch, results, metas, strict=True):
-        samples.append(store.make_sample(
+        samples.append(sample_doc(
             str(rec.filepath), split, rec.width, rec.height, gt_boxes=rec.boxes,
             gt_labels=list(rec.labels), gt_iscrowd=rec.iscrowd, gt_coco_ids=rec.coco_ids,
             gt_features=res.gt_features, pred_boxes=res.pred_boxes,
@@ -203,7 +205,7 @@ def ingest(name: str, *, images: str | Path | None = None, train_json: str | Pat
         data_yaml: an ultralytics data.yaml instead of the three above.
         model: YOLO11 detection ``.pt`` checkpoint.
         imgsz: letterbox side in px (multiple of 32).
-        batch: images per forward pass and per ``add_samples``.
+        batch: images per forward pass and per bulk write.
         device: torch device.
         layers: model layers pooled into the embedding and the per-box features.
         progress: show a tqdm bar (images/s).
@@ -246,7 +248,7 @@ def ingest(name: str, *, images: str | Path | None = None, train_json: str | Pat
 def _add_batches(ds: fo.Dataset, splits: list[CocoSplit], detector: Any,
                  class_map: dict[str, int], imgsz: int, batch: int, progress: bool,
                  progress_callback: ProgressCallback | None) -> None:
-    """Decode, run and add the images not stored yet, one ``add_samples`` per batch."""
+    """Decode, run and add the images not stored yet, one bulk write per batch."""
     done = store.stored_filepaths(ds)
     todo = [(s.split, r) for s in splits for r in s.images if str(r.filepath) not in done]
     total, n_done = len(todo) + len(done), len(done)
@@ -257,7 +259,7 @@ def _add_batches(ds: fo.Dataset, splits: list[CocoSplit], detector: Any,
             arrays = [decode_image(rec) for _, rec in chunk]
             gts = [_ground_truth(rec, class_map) for _, rec in chunk]
             results = detector.forward(arrays, gts, imgsz=imgsz, layers=detector.layers)
-            ds.add_samples(_build_samples(chunk, results, detector.class_names), progress=False)
+            add_sample_docs(ds, _build_samples(chunk, results, detector.class_names))
             bar.update(len(chunk))
             n_done += len(chunk)
             if progress_callback is not None:

@@ -1,6 +1,7 @@
-"""The FiftyOne dataset: building samples, bulk reads (frames) and bulk writes of audit results.
+"""The FiftyOne dataset: datasets, bulk reads (frames) and bulk writes of audit results.
 
-The only module that builds, reads and writes the persistent dataset (schema in
+With :mod:`audit.data.sample_docs` (which builds and inserts the samples), the only code that
+reads and writes the persistent dataset (schema in
 docs/ARCHITECTURE.md). Reads use ``values()`` over whole fields, writes use ``set_values`` (nested
 lists for detection attributes); nothing loops over samples calling ``save()``.
 
@@ -20,7 +21,7 @@ import pandas as pd
 from fiftyone import ViewField as F
 from numpy.typing import NDArray
 
-from audit.boxes import xywh_rel_to_xyxy_abs, xyxy_abs_to_xywh_rel
+from audit.boxes import xywh_rel_to_xyxy_abs
 from audit.metadata import count_column
 
 AUDIT_KEY = "audit"  # dataset.info key holding ingest settings, insights and scored_at
@@ -92,53 +93,6 @@ def update_audit_info(ds: fo.Dataset, **values: Any) -> None:
 def stored_filepaths(ds: fo.Dataset) -> set[str]:
     """Filepaths of the samples already in ``ds`` (the resume key of ingest)."""
     return set(ds.values("filepath")) if len(ds) else set()
-
-
-# --- building samples ----------------------------------------------------------------------------
-
-def _feature(row: NDArray) -> list[float] | None:
-    """A feature row as a list of floats, None for a NaN row."""
-    return None if not np.isfinite(row).all() else [float(v) for v in row]
-
-
-def make_sample(filepath: str, split: str, width: int, height: int, *, gt_boxes: NDArray,
-                gt_labels: list[str], gt_iscrowd: NDArray, gt_coco_ids: NDArray,
-                gt_features: NDArray, pred_boxes: NDArray, pred_labels: list[str],
-                pred_conf: NDArray, pred_features: NDArray, loss: NDArray,
-                embedding: NDArray, metadata: dict[str, Any],
-                class_counts: dict[str, int]) -> fo.Sample:
-    """One FiftyOne sample in the auditor's schema.
-
-    Args:
-        filepath: absolute image path.
-        split: ``"train"`` or ``"val"`` (stored as field ``split`` and as a tag).
-        width: image width in px.
-        height: image height in px.
-        gt_boxes: ``(M, 4)`` absolute px ``xyxy``; labels, iscrowd, coco ids, features
-            ``(M, F)`` aligned.
-        pred_boxes: ``(N, 4)`` absolute px ``xyxy``; labels, confidence, features ``(N, F)``
-            (NaN rows: no feature stored) aligned.
-        loss: ``(3,)`` box, cls, dfl loss of this image (higher = fits the labels worse).
-        embedding: ``(D,)`` image embedding.
-        metadata: scalar fields (``n_objects``, ``median_box_area``, ...).
-        class_counts: ground-truth boxes per class name.
-    """
-    gt_rel = xyxy_abs_to_xywh_rel(gt_boxes, width, height)
-    pred_rel = xyxy_abs_to_xywh_rel(pred_boxes, width, height)
-    gt = [fo.Detection(label=lab, bounding_box=gt_rel[j].tolist(), iscrowd=bool(gt_iscrowd[j]),
-                       coco_id=int(gt_coco_ids[j]), feature=_feature(gt_features[j]))
-          for j, lab in enumerate(gt_labels)]
-    pred = [fo.Detection(label=lab, bounding_box=pred_rel[j].tolist(),
-                         confidence=float(pred_conf[j]), feature=_feature(pred_features[j]))
-            for j, lab in enumerate(pred_labels)]
-    losses = [float(v) for v in loss]
-    return fo.Sample(
-        filepath=filepath, tags=[split], split=split,
-        metadata=fo.ImageMetadata(width=int(width), height=int(height), num_channels=3),
-        ground_truth=fo.Detections(detections=gt), predictions=fo.Detections(detections=pred),
-        loss_box=losses[0], loss_cls=losses[1], loss_dfl=losses[2], loss=float(sum(losses)),
-        embedding=[float(v) for v in embedding], class_counts=dict(class_counts),
-        **{k: plain_value(v) for k, v in metadata.items()})
 
 
 def plain_value(value: Any) -> Any:
