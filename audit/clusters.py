@@ -71,7 +71,8 @@ def project(
       on the PCA-50 space of a seeded subsample of ``max_points`` (default ``TSNE_MAX_POINTS``);
       the other points are placed at the distance-weighted mean of the t-SNE positions of their
       ``PROJECTION_KNN`` nearest fitted neighbours in PCA-50 space.
-    * ``umap``: umap-learn ``UMAP`` (15 neighbours, min_dist 0.1, seeded) fitted on a seeded
+    * ``umap``: umap-learn ``UMAP`` (15 neighbours from scikit-learn's exact kNN, min_dist 0.1,
+      ``UMAP_EPOCHS`` epochs, seeded) fitted on a seeded
       subsample of at most ``max_points`` (default ``UMAP_MAX_POINTS``) points in PCA-50 space;
       the rest are placed by kNN as for t-SNE (``UMAP.transform`` costs ~9x a fitted point).
 
@@ -144,13 +145,22 @@ def _tsne(z: NDArray, fit: NDArray, seed: int) -> NDArray[np.float64]:
 
 
 def _umap(z: NDArray, fit: NDArray, seed: int) -> NDArray[np.float64]:
-    """UMAP fit on the fitted rows, kNN placement for the others."""
+    """UMAP fit on the fitted rows, kNN placement for the others.
+
+    The kNN graph comes from scikit-learn (exact, brute force) and is handed to UMAP as
+    ``precomputed_knn``: above 4,096 rows UMAP would build it with pynndescent, whose numba
+    compilation alone costs ~30 s in every fresh process. ``n_epochs`` is fixed at
+    ``UMAP_EPOCHS`` (UMAP's own default for large inputs; it uses 500 up to 10,000 rows).
+    """
     import umap  # lazily: numba compiles on first import
 
-    reducer = umap.UMAP(n_components=2, n_neighbors=int(min(15, len(fit) - 1)), min_dist=0.1,
-                        random_state=seed, n_jobs=1)
+    k = int(min(15, len(fit) - 1))
+    dist, idx = NearestNeighbors(n_neighbors=k).fit(z[fit]).kneighbors(z[fit])
+    reducer = umap.UMAP(n_components=2, n_neighbors=k, min_dist=0.1, random_state=seed, n_jobs=1,
+                        n_epochs=C.UMAP_EPOCHS,
+                        precomputed_knn=(idx, dist.astype(np.float32), None))
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # umap warns that a seed disables parallelism
+        warnings.simplefilter("ignore")  # a seed disables parallelism; no index for transform
         xy_fit = np.asarray(reducer.fit_transform(z[fit]), dtype=np.float64)
     return _place_rest(z, fit, xy_fit)
 

@@ -65,6 +65,7 @@ N_CLUSTERS = None  # None: choose k by silhouette over CLUSTER_K_RANGE
 CLUSTER_K_RANGE = (4, 12)  # candidate k; 2-3 clusters mirror the biggest factor, hide small groups
 TSNE_MAX_POINTS = 2_000  # t-SNE fits a subsample this big and places the rest by kNN (speed)
 UMAP_MAX_POINTS = 10_000  # UMAP fits a subsample this big and places the rest by kNN
+UMAP_EPOCHS = 200  # UMAP's optimisation epochs (its own default above 10,000 rows)
 SEED = 0  # default random seed everywhere
 ALPHA = 0.05  # family-wise significance level (Holm-corrected over clusters)
 # val loss / train loss in a cluster, over the dataset's ratio, that counts as overfit
