@@ -22,7 +22,6 @@ cleared (``cold``) and in a new session whose caches are filled (``warm``); on t
 
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 import time
@@ -39,6 +38,7 @@ from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
 from audit import constants as C
+from audit.bench.tables import check_out, write_tables
 
 SIZES = {"small": 2_000, "full": 100_000}  # synthetic samples per benchmark size
 FIRST_RENDER_TARGET_S = 2.0  # a page's first render must take less than this
@@ -93,8 +93,7 @@ def bench_app(*, size: str = "full", out: str | Path | None = None, progress: bo
     """
     if size not in SIZES:
         raise ValueError(f"bench app: size must be one of {tuple(SIZES)}, got {size!r}")
-    if out is not None and Path(out).suffix.lower() not in (".json", ".csv"):
-        raise ValueError(f"bench app: --out must end in .json or .csv, got {out}")
+    check_out(out, "app")
     app = Path(__file__).resolve().parents[2] / "streamlit_app.py"
     if not app.is_file():
         raise ValueError(f"bench app: the Streamlit entry point {app} is missing")
@@ -114,7 +113,7 @@ def bench_app(*, size: str = "full", out: str | Path | None = None, progress: bo
     report = AppReport(table, {"samples": n, "flagged": int(data.table["flagged"].map(bool).sum()),
                                "size": size})
     if out is not None:
-        _write(report, Path(out))
+        write_tables(out, {"table": report.table}, {"info": report.info})
     if echo:
         print(report.text())
     return report
@@ -394,16 +393,3 @@ def _interaction(page: str, at: Any) -> dict[str, Any]:
         times.append(_timed(at, "the latent-space page (colour change)", "vega_lite_chart"))
     return _row(page, f"colour change (median of {NEXT_CLICKS})", statistics.median(times),
                 FIRST_RENDER_TARGET_S, f"max {max(times):.3f} s; no target given, first-render's")
-
-
-def _write(report: AppReport, out: Path) -> None:
-    """Write the table atomically as JSON or CSV."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    if out.suffix.lower() == ".json":
-        payload = {"table": json.loads(report.table.to_json(orient="records")),
-                   "info": report.info}
-        tmp.write_text(json.dumps(payload, indent=2))
-    else:
-        report.table.to_csv(tmp, index=False)
-    tmp.replace(out)

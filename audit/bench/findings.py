@@ -42,6 +42,7 @@ import pandas as pd
 from audit import constants as C
 from audit.bench.metrics import evaluate_boxes, evaluate_images
 from audit.bench.peers import PeerScores, brain_scores, objectlab_scores
+from audit.bench.tables import check_out, write_tables
 from audit.bench.truth import box_truth, convention_rows, image_truth, read_noise
 
 SIZES = {"small": {"n_images": 40}, "full": {}}  # generate_world kwargs per benchmark size
@@ -105,13 +106,13 @@ def bench_findings(size: str = "full", out: str | Path | None = None, *, progres
     """
     if size not in SIZES:
         raise ValueError(f"bench findings: size must be one of {tuple(SIZES)}, got {size!r}")
-    if out is not None and Path(out).suffix.lower() not in (".json", ".csv"):
-        raise ValueError(f"bench findings: --out must end in .json or .csv, got {out}")
+    check_out(out, "findings")
     world = _world(size)
     dataset = _dataset(size, world, progress=progress)
     report = score_world(dataset, world, progress=progress)
     if out is not None:
-        _write(report, Path(out))
+        write_tables(out, {"boxes": report.boxes, "images": report.images,
+                           "targets": report.targets})
     if echo:
         print(report.text())
     return report
@@ -277,17 +278,3 @@ def check_targets(box_table: pd.DataFrame, image_table: pd.DataFrame) -> pd.Data
                      "holds": bool(ours >= IMAGE_AP_FACTOR * best),
                      "detail": f"{ours:.3f} vs {IMAGE_AP_FACTOR} x {best:.3f}"})
     return pd.DataFrame(rows, columns=["target", "split", "holds", "detail"])
-
-
-def _write(report: FindingsReport, out: Path) -> None:
-    """Write the tables atomically as JSON (three tables) or CSV (one long table)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    if out.suffix.lower() == ".json":
-        payload = {k: json.loads(getattr(report, k).to_json(orient="records"))
-                   for k in ("boxes", "images", "targets")}
-        tmp.write_text(json.dumps(payload, indent=2))
-    else:
-        frames = [getattr(report, k).assign(level=k) for k in ("boxes", "images", "targets")]
-        pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
-    tmp.replace(out)

@@ -20,7 +20,6 @@ Timings on a shared machine are noisy: compare the ratio measured in one run, no
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
@@ -37,6 +36,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from audit import constants as C
+from audit.bench.tables import check_out, write_tables
 
 SIZES = {"small": 40, "full": 300}  # demo-world images per benchmark size
 BENCH_IMGSZ = 320  # inference size of both (the demo checkpoint's training size)
@@ -97,8 +97,7 @@ def bench_ingest(*, size: str = "full", out: str | Path | None = None, progress:
     """
     if size not in SIZES:
         raise ValueError(f"bench ingest: size must be one of {tuple(SIZES)}, got {size!r}")
-    if out is not None and Path(out).suffix.lower() not in (".json", ".csv"):
-        raise ValueError(f"bench ingest: --out must end in .json or .csv, got {out}")
+    check_out(out, "ingest")
     from audit.world.generate import generate_world
 
     bar = tqdm(total=3 + 2 * REPEATS[size], desc="bench ingest", unit="step", disable=not progress)
@@ -115,7 +114,8 @@ def bench_ingest(*, size: str = "full", out: str | Path | None = None, progress:
         best = _time_both(world, images, checkpoint, threads, REPEATS[size], bar)
     report = _report(best, len(images), which, threads, REPEATS[size])
     if out is not None:
-        _write(report, Path(out))
+        write_tables(out, {"table": report.table, "targets": report.targets},
+                     {"ratio": report.ratio, "info": report.info})
     if echo:
         print(report.text())
     return report
@@ -217,17 +217,3 @@ def _report(best: dict[str, float], n_images: int, which: str, threads: int,
     info = {"images": n_images, "imgsz": BENCH_IMGSZ, "checkpoint": which,
             "torch threads": threads, "best of": repeats}
     return IngestReport(table, targets, info)
-
-
-def _write(report: IngestReport, out: Path) -> None:
-    """Write the table atomically as JSON or CSV."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    if out.suffix.lower() == ".json":
-        payload = {"table": json.loads(report.table.to_json(orient="records")),
-                   "targets": json.loads(report.targets.to_json(orient="records")),
-                   "ratio": report.ratio, "info": report.info}
-        tmp.write_text(json.dumps(payload, indent=2))
-    else:
-        report.table.assign(ratio=report.ratio).to_csv(tmp, index=False)
-    tmp.replace(out)

@@ -23,7 +23,6 @@ Timings on a shared machine are noisy: compare ratios measured in one run, not r
 from __future__ import annotations
 
 import gc
-import json
 import math
 import multiprocessing
 import os
@@ -40,6 +39,7 @@ from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
 from audit import constants as C
+from audit.bench.tables import check_out, write_tables
 
 SIZES = {"small": 2_000, "full": 100_000}  # synthetic samples per benchmark size
 SUITE_TARGET_S = 60.0  # metadata + run_all at the full size must take less than this
@@ -126,8 +126,7 @@ def bench_speed(*, size: str = "full", out: str | Path | None = None, progress: 
     """
     if size not in SIZES:
         raise ValueError(f"bench speed: size must be one of {tuple(SIZES)}, got {size!r}")
-    if out is not None and Path(out).suffix.lower() not in (".json", ".csv"):
-        raise ValueError(f"bench speed: --out must end in .json or .csv, got {out}")
+    check_out(out, "speed")
     n = SIZES[size]
     bar = tqdm(total=len(STAGES) + 2, desc="bench speed", unit="stage", disable=not progress)
     with bar:
@@ -149,7 +148,9 @@ def bench_speed(*, size: str = "full", out: str | Path | None = None, progress: 
             **({"dataset": dataset} if dataset else {})}
     report = SpeedReport(stages, comparison, _targets(stages, comparison, size), skipped, info)
     if out is not None:
-        _write(report, Path(out))
+        write_tables(out, {"stages": report.stages, "comparison": report.comparison,
+                           "targets": report.targets},
+                     {"ratio": report.ratio, "skipped": report.skipped, "info": report.info})
     if echo:
         print(report.text())
     return report
@@ -422,20 +423,3 @@ def _targets(stages: pd.DataFrame, comparison: pd.DataFrame, size: str) -> pd.Da
          "holds": None if comparison.empty else bool(ratio >= BRAIN_RATIO_TARGET)},
     ]
     return pd.DataFrame(rows, columns=["target", "value", "holds"])
-
-
-def _write(report: SpeedReport, out: Path) -> None:
-    """Write the tables atomically as JSON (all tables) or CSV (one long table)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tables = {"stages": report.stages, "comparison": report.comparison,
-              "targets": report.targets}
-    if out.suffix.lower() == ".json":
-        payload = {k: json.loads(v.to_json(orient="records")) for k, v in tables.items()}
-        payload |= {"ratio": None if math.isnan(report.ratio) else report.ratio,
-                    "skipped": report.skipped, "info": report.info}
-        tmp.write_text(json.dumps(payload, indent=2))
-    else:
-        frames = [v.assign(table=k) for k, v in tables.items() if len(v)]
-        pd.concat(frames, ignore_index=True).to_csv(tmp, index=False)
-    tmp.replace(out)
