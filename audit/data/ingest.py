@@ -180,7 +180,7 @@ def _prepare(name: str, splits: list[CocoSplit], model: str | Path, imgsz: int, 
         raise ValueError(f"imgsz must be a positive multiple of 32, got {imgsz}")
     if int(batch) < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    from audit.data.model import load_detector
+    from audit.data.checkpoint import load_detector
 
     detector = load_detector(model, device=device, layers=layers)
     class_map: dict[str, int] = {}

@@ -15,6 +15,8 @@ chosen layers, and from that single pass come:
 - the per-image loss: ultralytics' own detection criterion on that image's raw head outputs alone,
   as (box, cls, dfl) after the hyperparameter gains (higher = the model fits the labels worse).
 
+Loading and validating a checkpoint: :mod:`audit.data.checkpoint`.
+
 Example:
     >>> det = load_detector("demo_yolo11n.pt")  # doctest: +SKIP
     >>> res = det.forward([image], [GroundTruth(boxes, class_ids)], imgsz=320)  # doctest: +SKIP
@@ -24,8 +26,6 @@ Example:
 from __future__ import annotations
 
 import math
-import os
-import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,10 +39,6 @@ from numpy.typing import NDArray
 from torchvision.ops import roi_align
 
 from audit import constants as C
-
-_TASK_WORDS = {"classify": "a classification model", "segment": "a segmentation model",
-               "pose": "a pose model", "obb": "an oriented-box model"}
-_PICKLE_WARNED = False
 
 
 @dataclass(frozen=True)
@@ -355,96 +351,3 @@ class Detector:
                                    device=self.device, verbose=False)
             finally:
                 torch.set_num_threads(threads)
-
-
-def load_detector(path: str | Path, *, device: str = "cpu",
-                  layers: Sequence[int] = C.EMBED_LAYERS) -> Detector:
-    """Load and validate a YOLO detection checkpoint.
-
-    Args:
-        path: an ultralytics ``.pt`` detection checkpoint (a pickle: load trusted files only).
-        device: torch device, e.g. ``"cpu"`` or ``"cuda:0"``.
-        layers: layer indices hooked for embeddings and box features.
-
-    Returns:
-        A :class:`Detector` in eval mode on ``device``.
-
-    Raises:
-        ValueError: naming the file, if it is missing, not a PyTorch checkpoint (empty,
-            truncated, corrupted), holds no ultralytics model, or not a detection model.
-    """
-    global _PICKLE_WARNED
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: model file not found")
-    if path.suffix.lower() != ".pt":
-        raise ValueError(f"{path}: expected an ultralytics .pt checkpoint, got '{path.suffix}'")
-    if not _PICKLE_WARNED:
-        _PICKLE_WARNED = True
-        warnings.warn(".pt checkpoints are pickles that can run code when loaded: load only files "
-                      "from a trusted source", UserWarning, stacklevel=2)
-    yolo = _load_yolo(path)
-    found = _not_a_detector(yolo)
-    if found is not None:
-        raise ValueError(f"{path}: expected a detection model, found {found}")
-    yolo.model.to(device)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
-    return Detector(yolo, path, device=device, layers=layers)
-
-
-def _not_a_detector(yolo: Any) -> str | None:
-    """None for a YOLO detection model, else what the checkpoint holds (for the error message).
-
-    The head decides first (Segment, Pose and OBB heads subclass Detect; a checkpoint saved without
-    ``train_args`` may carry a wrong task), then ultralytics' task.
-    """
-    from ultralytics.nn.modules.head import OBB, Classify, Detect, Pose, Segment
-
-    net = getattr(yolo, "model", None)
-    layers = getattr(net, "model", None)
-    head = layers[-1] if isinstance(layers, torch.nn.Sequential) and len(layers) else None
-    kind = type(net).__name__
-    for head_type, task in ((Segment, "segment"), (Pose, "pose"), (OBB, "obb"),
-                            (Classify, "classify")):
-        if isinstance(head, head_type):
-            return f"{_TASK_WORDS[task]} ({kind} with a {type(head).__name__} head)"
-    task = getattr(yolo, "task", None)
-    if isinstance(head, Detect) and task == "detect":
-        return None
-    if task in _TASK_WORDS:
-        return _TASK_WORDS[task]
-    return f"a {kind} whose last layer is {type(head).__name__}, not a Detect head"
-
-
-def _first_line(exc: BaseException) -> str:
-    """First non-empty line of an exception's message without ultralytics' decorations."""
-    text = str(exc).replace("ERROR ❌️", "").strip()
-    line = text.splitlines()[0].strip() if text else type(exc).__name__
-    return line.split(". ")[0] if len(line) > 120 else line  # torch's zip errors run on
-
-
-def _load_yolo(path: Path) -> Any:
-    """``ultralytics.YOLO(path)``, any loading failure turned into a ValueError naming the file."""
-    import pickle
-    import zipfile
-
-    from ultralytics import YOLO
-
-    try:
-        return YOLO(str(path))
-    except Exception as exc:  # ultralytics raises TypeError, pickle errors, RuntimeError, ...
-        cause = exc.__cause__ or exc
-        damaged = ("not a loadable checkpoint" in str(exc)
-                   or isinstance(cause, EOFError | OSError | pickle.UnpicklingError
-                                 | zipfile.BadZipFile)
-                   or (isinstance(cause, RuntimeError) and any(
-                       w in str(cause) for w in ("PytorchStreamReader", "magic number"))))
-        if damaged and "outside the supported" not in str(exc):
-            raise ValueError(f"{path}: not a PyTorch checkpoint: the file is empty, truncated or "
-                             f"corrupted ({type(cause).__name__}: {_first_line(cause)})") from exc
-        if "outside the supported" in str(exc) or isinstance(exc, AttributeError | KeyError):
-            reason = "it holds no model (expected a dict whose 'model' is the nn.Module)"
-        else:
-            reason = _first_line(exc).replace(str(path), "the file")
-        raise ValueError(f"{path}: not a PyTorch checkpoint of an ultralytics YOLO model: "
-                         f"{reason}") from exc

@@ -92,8 +92,8 @@ def insights(name: str, token: str) -> list[dict]:
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the model…")
 def detector(path: str) -> Any:
-    """The YOLO11 detector wrapper (``audit.data.model.load_detector``)."""
-    from audit.data.model import load_detector
+    """The YOLO11 detector wrapper (``audit.data.checkpoint.load_detector``)."""
+    from audit.data.checkpoint import load_detector
 
     return load_detector(path)
 

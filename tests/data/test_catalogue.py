@@ -515,7 +515,7 @@ def run_cli(via: str, args: list[str], capsys: pytest.CaptureFixture,
             monkeypatch: pytest.MonkeyPatch) -> str:
     """Run the command; check exit code 2 and one ``error:`` line; return that line."""
     if via == "main":
-        monkeypatch.setattr("audit.data.model._PICKLE_WARNED", False)  # warn, as a fresh process
+        monkeypatch.setattr("audit.data.checkpoint._PICKLE_WARNED", False)  # warn, as if fresh
         capsys.readouterr()
         code = main(args)
         stderr = capsys.readouterr().err

@@ -13,6 +13,7 @@ import torch
 from audit import constants as C
 from audit.data import gradcam as G
 from audit.data import model as M
+from audit.data.checkpoint import load_detector
 from tests.data.conftest import draw_scene
 
 IMGSZ = 320
@@ -23,7 +24,7 @@ def detector(tiny_checkpoint: Path) -> M.Detector:
     """The tiny untrained checkpoint (its pickle warning is tested in test_model)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return M.load_detector(tiny_checkpoint)
+        return load_detector(tiny_checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +156,7 @@ def test_trained_model_heats_objects_more_than_background(tmp_path):
 
     generate_world(tmp_path / "world", n_images=8, seed=3, progress=False)
     coco = json.loads((tmp_path / "world" / "train_clean.json").read_text())
-    det = M.load_detector(C.DEMO_CHECKPOINT)
+    det = load_detector(C.DEMO_CHECKPOINT)
     names = {c["id"]: c["name"] for c in coco["categories"]}
     obj_heat, bg_heat = [], []
     for img in coco["images"][:4]:

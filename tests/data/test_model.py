@@ -20,7 +20,9 @@ from ultralytics.data.augment import LetterBox
 from ultralytics.utils import IterableSimpleNamespace
 
 from audit import constants as C
+from audit.data import checkpoint
 from audit.data import model as M
+from audit.data.checkpoint import load_detector
 from tests.data.conftest import draw_scene
 
 IMGSZ = 320
@@ -31,8 +33,8 @@ LAYERS = (16, 19, 22)
 def detector(tiny_checkpoint: Path) -> M.Detector:
     """The tiny checkpoint loaded through the module under test."""
     with pytest.warns(UserWarning, match="pickle"):
-        M._PICKLE_WARNED = False
-        return M.load_detector(tiny_checkpoint)
+        checkpoint._PICKLE_WARNED = False
+        return load_detector(tiny_checkpoint)
 
 
 @pytest.fixture(scope="module")
@@ -307,7 +309,7 @@ def test_load_rejects_bad_checkpoints(tmp_path, writer, match):
     if writer is not None:
         writer(path)
     with pytest.raises(ValueError, match=match) as err:
-        M.load_detector(path)
+        load_detector(path)
     assert str(path) in str(err.value)
 
 
@@ -315,15 +317,15 @@ def test_load_rejects_non_pt_file(tmp_path):
     path = tmp_path / "yolo11n.yaml"
     path.write_text("nc: 3\n")
     with pytest.raises(ValueError, match=r"yolo11n\.yaml: expected an ultralytics \.pt"):
-        M.load_detector(path)
+        load_detector(path)
 
 
 def test_load_warns_about_pickles_once(tiny_checkpoint, monkeypatch):
     import warnings
 
-    monkeypatch.setattr(M, "_PICKLE_WARNED", False)
+    monkeypatch.setattr(checkpoint, "_PICKLE_WARNED", False)
     with pytest.warns(UserWarning, match="trusted source"):
-        M.load_detector(tiny_checkpoint)
+        load_detector(tiny_checkpoint)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        M.load_detector(tiny_checkpoint)
+        load_detector(tiny_checkpoint)
