@@ -5,7 +5,8 @@ Order of one decision (``record_decision``):
 0. take the dataset's writer lock (``<AUDIT_HOME>/<dataset>/reviews.lock``, an exclusive
    ``flock``), so writers sharing the review home, processes or threads, run steps 1-3 one at a
    time;
-1. read the sample's raw document and check its ``review_revision`` equals the decision's
+1. read the sample's raw document (the before/after states are planned on it by
+   :mod:`audit.data.review_plan`) and check its ``review_revision`` equals the decision's
    ``base_revision``. If the sample moved on, the decision is *rebased* onto the current revision
    when none of the decisions applied since its base touched what it touches (another box of
    the sample: both land); else (the same box, both image-level, an undo on either side)
@@ -37,9 +38,7 @@ Box coordinates: ``Decision.box`` is absolute pixel xyxy, stored as FiftyOne rel
 from __future__ import annotations
 
 import contextlib
-import copy
 import fcntl
-import json
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -49,26 +48,29 @@ from typing import Any
 
 import fiftyone as fo
 import pandas as pd
-from bson import ObjectId, json_util
+from bson import ObjectId
 from bson.errors import InvalidId
 from fiftyone import ViewField as F
 from tqdm.auto import tqdm
 
+from audit.data.review_plan import (
+    IMAGE,
+    REVIEWED_FIELD,
+    apply_state,
+    current_boxes,
+    plan,
+    touched,
+)
 from audit.reviews import (
-    ACTION_STATUS,
     Decision,
     LogRecord,
     append_record,
     log_path,
-    merge_status,
     read_records,
-    undo_target,
 )
 
-REVIEWED_FIELD = "ground_truth_reviewed"  # corrected copy of ground_truth
 REVIEWED_STATUSES = ("confirmed", "fixed", "relabel")  # statuses that count as reviewed
 LOCK_NAME = "reviews.lock"  # writer lock file next to a dataset's review log
-_IMAGE = "<image>"  # what an image-level decision touches, for rebasing (never a box id)
 _PROJECTION = {k: 1 for k in ("ground_truth", REVIEWED_FIELD, "predictions", "metadata", "width",
                               "height", "review_revision", "review_status", "review_decision_ids")}
 
@@ -131,16 +133,6 @@ def ensure_review_fields(ds: fo.Dataset) -> None:
         ds.add_sample_field("review_decision_ids", fo.ListField, subfield=fo.StringField)
 
 
-def _to_json(value: Any) -> Any:
-    """BSON value (ObjectId, bytes, NaN) -> plain JSON-safe value (MongoDB extended JSON)."""
-    return json.loads(json_util.dumps(value))
-
-
-def _from_json(value: Any) -> Any:
-    """Inverse of :func:`_to_json`."""
-    return json_util.loads(json.dumps(value))
-
-
 def _load_doc(ds: fo.Dataset, sample_id: str) -> dict[str, Any]:
     """The sample's raw document (review-relevant fields), or ``ValueError`` naming it."""
     try:
@@ -153,115 +145,11 @@ def _load_doc(ds: fo.Dataset, sample_id: str) -> dict[str, Any]:
     return doc
 
 
-def _boxes(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """Deep copy of the sample's current corrected boxes (raw detection dicts)."""
-    labels = doc.get(REVIEWED_FIELD) or doc.get("ground_truth") or {}
-    return copy.deepcopy(labels.get("detections") or [])
-
-
-def _find(dets: Sequence[dict[str, Any]], box_id: str) -> tuple[int | None, dict | None]:
-    """Index and dict of the detection with id ``box_id``, or ``(None, None)``."""
-    for i, det in enumerate(dets):
-        if str(det.get("_id")) == box_id:
-            return i, det
-    return None, None
-
-
-def _relative(box: Sequence[float], doc: dict[str, Any], sample_id: str) -> list[float]:
-    """Absolute pixel xyxy -> FiftyOne relative ``[x, y, w, h]`` using the sample's image size."""
-    meta = doc.get("metadata") or {}
-    width, height = meta.get("width") or doc.get("width"), meta.get("height") or doc.get("height")
-    if not width or not height:
-        raise ValueError(f"sample {sample_id}: no image size (metadata.width/height) to convert "
-                         f"box {tuple(box)} from pixels")
-    x1, y1, x2, y2 = box
-    return [x1 / width, y1 / height, (x2 - x1) / width, (y2 - y1) / height]
-
-
-def _state(status: str, box_id: str | None, index: int | None, det: dict | None) -> dict:
-    """One before/after state of a log record (JSON-safe)."""
-    return {"sample_status": status, "box_id": box_id, "index": index,
-            "box": _to_json(det) if det is not None else None}
-
-
-def _from_prediction(doc: dict, decision: Decision) -> tuple[str, dict]:
-    """A new ground-truth box copied from the prediction ``decision.box_id``."""
-    preds = (doc.get("predictions") or {}).get("detections") or []
-    _, pred = _find(preds, decision.box_id)
-    if pred is None:
-        raise ValueError(f"sample {decision.sample_id}: box {decision.box_id} is neither in its "
-                         "ground truth nor in its predictions")
-    new = {k: copy.deepcopy(v) for k, v in pred.items()
-           if k not in ("_id", "confidence", "suggested_label") and not k.endswith("_score")}
-    new.update(_id=ObjectId(), iscrowd=False, accepted_from=decision.box_id)
-    return str(new["_id"]), new
-
-
-def _changed_box(det: dict, decision: Decision, doc: dict) -> dict | None:
-    """The box after a box-level decision (None = deleted)."""
-    if decision.action == "delete":
-        return None
-    new = copy.deepcopy(det)
-    if decision.action == "fix_class":
-        new["label"] = decision.new_label
-    if decision.action == "accept_prediction":
-        if decision.box is None:
-            raise ValueError(f"decision {decision.decision_id}: accept_prediction on ground-truth "
-                             f"box {decision.box_id} needs the prediction's box (xyxy px)")
-        new["bounding_box"] = _relative(decision.box, doc, decision.sample_id)
-        if decision.new_label:
-            new["label"] = decision.new_label
-    new["review_status"] = ACTION_STATUS[decision.action]
-    return new
-
-
-def _plan(doc: dict, decision: Decision, applied: Sequence[LogRecord]) -> tuple[dict, dict]:
-    """Before and after states of ``decision`` applied to ``doc`` (raw sample document)."""
-    status = doc.get("review_status") or "unreviewed"
-    dets = _boxes(doc)
-    if decision.action == "undo":
-        target = undo_target(applied)
-        if target is None:
-            raise ValueError(f"sample {decision.sample_id}: nothing to undo")
-        box_id = target.after["box_id"]
-        index, det = _find(dets, box_id) if box_id else (None, None)
-        index = target.after["index"] if index is None else index
-        return _state(status, box_id, index, det), copy.deepcopy(target.before)
-    after_status = merge_status(status, decision.action)
-    if decision.box_id is None:
-        return _state(status, None, None, None), _state(after_status, None, None, None)
-    index, det = _find(dets, decision.box_id)
-    if det is None and decision.action == "accept_prediction":
-        box_id, new = _from_prediction(doc, decision)
-        if decision.box is not None:
-            new["bounding_box"] = _relative(decision.box, doc, decision.sample_id)
-        if decision.new_label:
-            new["label"] = decision.new_label
-        new["review_status"] = "fixed"
-        return _state(status, box_id, len(dets), None), _state(after_status, box_id, len(dets), new)
-    if det is None:
-        raise ValueError(f"sample {decision.sample_id}: box {decision.box_id} is not in its "
-                         "ground truth")
-    new = _changed_box(det, decision, doc)
-    return (_state(status, decision.box_id, index, det),
-            _state(after_status, decision.box_id, index, new))
-
-
-def _apply_state(dets: list[dict], state: dict) -> list[dict]:
-    """The box list with ``state``'s box put in place (or removed when it is None)."""
-    if state["box_id"] is None:
-        return dets
-    out = [d for d in dets if str(d.get("_id")) != state["box_id"]]
-    if state["box"] is not None:
-        out.insert(min(state["index"], len(out)), _from_json(state["box"]))
-    return out
-
-
 def _write(ds: fo.Dataset, doc: dict, record: LogRecord) -> bool:
     """The one conditional update; True if it applied (doc must be at the record's base)."""
     decision = record.decision
     base = decision.base_revision
-    reviewed = {"_cls": "Detections", "detections": _apply_state(_boxes(doc), record.after)}
+    reviewed = {"_cls": "Detections", "detections": apply_state(current_boxes(doc), record.after)}
     result = ds._sample_collection.update_one(
         {"_id": doc["_id"], "review_revision": base if base else {"$in": [0, None]},
          "review_decision_ids": {"$ne": decision.decision_id}},
@@ -306,12 +194,6 @@ def writer_lock(dataset: str, *, home=None) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def _touched(record: LogRecord) -> set[str]:
-    """What a logged decision touched: its box ids (gt and accepted prediction), or image."""
-    ids = {record.decision.box_id, record.before.get("box_id"), record.after.get("box_id")}
-    return {str(i) for i in ids if i} or {_IMAGE}
-
-
 def _rebase(ds: fo.Dataset, decision: Decision, doc: dict, home) -> Decision:
     """``decision`` moved onto the sample's current revision, or ReviewConflict.
 
@@ -326,8 +208,8 @@ def _rebase(ds: fo.Dataset, decision: Decision, doc: dict, home) -> Decision:
     by_id = {r.decision.decision_id: r
              for r in read_records(ds.name, sample_id=decision.sample_id, home=home)}
     since = [by_id.get(i) for i in since_ids]
-    target = decision.box_id or _IMAGE
-    if any(r is None or r.decision.action == "undo" or target in _touched(r) for r in since):
+    target = decision.box_id or IMAGE
+    if any(r is None or r.decision.action == "undo" or target in touched(r) for r in since):
         raise _conflict(ds, decision, doc, home)
     return replace(decision, base_revision=current)
 
@@ -380,7 +262,7 @@ def _record_locked(ds: fo.Dataset, decision: Decision, home) -> ReviewOutcome:
         by_id = {r.decision.decision_id: r
                  for r in read_records(ds.name, sample_id=decision.sample_id, home=home)}
         history = [by_id[i] for i in applied if i in by_id]
-    before, after = _plan(doc, decision, history)
+    before, after = plan(doc, decision, history)
     if decision.base_revision != seen:
         after = {**after, "rebased_from": seen}
     record = LogRecord(decision, before, after)
