@@ -189,6 +189,23 @@ def test_low_train_high_val_cluster_gives_an_overfit_insight():
     assert np.all(np.diff(losses) <= 0)
 
 
+def test_train_heavy_cluster_with_three_val_images_can_be_overfitted():
+    """Memorised train images, val images no worse than the rest of val: the gap is the signal.
+
+    Cluster 0 holds 40 train and 3 val images; its val loss equals every other cluster's, so a
+    test of its val loss against the rest of val sees nothing, but its train loss is a tenth.
+    """
+    sizes, shares = [43, 40, 40, 40], [40 / 43, 0.5, 0.5, 0.5]
+    samples, labels = _clustered(sizes, shares, [0.15, 1.0, 1.0, 1.0], [1.5] * 4)
+    (ins,) = overfit_insights(samples, labels)
+    assert ins.cluster == 0 and ins.stats["n_val"] == 3
+    assert ins.stats["p_holm"] < C.ALPHA and ins.stats["relative_ratio"] > C.OVERFIT_RATIO
+    assert low_performance_insights(samples, labels) == []
+    # the same cluster without the gap (train loss like the rest) is not overfitted
+    samples, labels = _clustered(sizes, shares, [1.0] * 4, [1.5] * 4)
+    assert overfit_insights(samples, labels) == []
+
+
 def test_high_train_and_val_loss_is_not_overfitting():
     """Hard everywhere (train loss above the dataset's) is low performance, not overfitting."""
     samples, labels = _clustered([40] * 4, [0.5] * 4, [3.0, 1.0, 1.0, 1.0], [4.5, 1.5, 1.5, 1.5])

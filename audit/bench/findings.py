@@ -120,10 +120,10 @@ def bench_findings(size: str = "full", out: str | Path | None = None, *, progres
 
 def _world(size: str) -> Path:
     """The benchmark's demo world under AUDIT_HOME, generated once (atomically)."""
-    from audit.world.generate import generate_world
+    from audit.world.generate import WORLD_VERSION, generate_world, world_version
 
     root = C.AUDIT_HOME / "bench" / f"world-{size}"
-    if (root / "noise.csv").is_file():
+    if world_version(root) == str(WORLD_VERSION):  # else absent or drawn by another generator
         return root
     tmp = root.with_name(root.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)

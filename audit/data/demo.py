@@ -30,11 +30,13 @@ def _stage(callback: ProgressCallback | None, stage: str) -> ProgressCallback | 
 
 
 def demo_world(*, progress: bool = True) -> Path:
-    """The demo world folder under ``C.AUDIT_HOME``, generated (default size, seed) if absent."""
-    world = Path(C.AUDIT_HOME) / DEMO_WORLD_DIR
-    if not ((world / "train.json").is_file() and (world / "val.json").is_file()):
-        from audit.world.generate import generate_world
+    """The demo world folder under ``C.AUDIT_HOME``, generated (default size, seed) if absent or
+    written by another version of the generator (the committed checkpoint was trained on this
+    version's world)."""
+    from audit.world.generate import WORLD_VERSION, generate_world, world_version
 
+    world = Path(C.AUDIT_HOME) / DEMO_WORLD_DIR
+    if world_version(world) != str(WORLD_VERSION):
         generate_world(world, seed=C.SEED, progress=progress)
     return world
 

@@ -39,6 +39,7 @@ KIND_SHARES = {"easy": 0.25, "small": 0.2, "shelf": 0.2, "mixed": 0.35}  # share
 VAL_SHARE = 0.25  # share of all images in val (overall train:val about 3:1)
 EASY_VAL_RATIO = 25  # easy kind: one val image per this many easy images (about 24:1)
 JPEG_QUALITY = 90  # written images' JPEG quality
+WORLD_VERSION = 1  # bumped when the same seed draws a different world (COCO info "version")
 CSV_COLUMNS = ("split", "image_id", "annotation_ids", "clean_annotation_ids", "error_type",
                "clean_bbox", "clean_label", "noisy_bbox", "noisy_label")
 
@@ -149,7 +150,8 @@ def _coco(images: list[ImageLabels], scenes: list[Scene], split: str, clean: boo
             ann_rows.append({"id": box.ann_id, "image_id": img.image_id,
                              "category_id": box.label + 1, "bbox": xywh,
                              "area": round(xywh[2] * xywh[3], 2), "iscrowd": box.iscrowd})
-    return {"info": {"description": f"yolo-audit synthetic demo world, {split}, "
+    return {"info": {"version": str(WORLD_VERSION),
+                     "description": f"yolo-audit synthetic demo world, {split}, "
                                     f"{'clean' if clean else 'noisy'} labels"},
             "licenses": [], "images": img_rows, "annotations": ann_rows,
             "categories": [{"id": i + 1, "name": n, "supercategory": "object"}
@@ -186,6 +188,19 @@ def _check_args(out: Path, n_images: int, noise_rate: float) -> None:
     if out.is_dir() and any(out.iterdir()) and not (out / "train.json").is_file():
         raise ValueError(f"{out}: folder is not empty and holds no demo world; refusing to "
                          "overwrite it")
+
+
+def world_version(world: Path) -> str | None:
+    """The generator version (``WORLD_VERSION``) a world folder was written by; None when the
+    folder holds no readable world or one written before worlds carried a version."""
+    world = Path(world)
+    if not ((world / "val.json").is_file() and (world / "noise.csv").is_file()):
+        return None
+    try:
+        info = json.loads((world / "train.json").read_text(encoding="utf-8")).get("info") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(info["version"]) if info.get("version") is not None else None
 
 
 def generate_world(out: Path, *, n_images: int = 300, seed: int = 0, noise_rate: float = 0.10,

@@ -10,8 +10,11 @@ every image (not against anything the auditor computed):
 4. the metadata that sets the easy cluster apart (few, large objects).
 
 Not asserted: the overfit card for the easy kind. The world has three easy val images; in the
-current embedding they share a cluster with two ordinary val images, and a one-sided test on five
-val losses does not reach significance after Holm correction (see the issue notes).
+committed checkpoint's embedding they share their cluster with two ordinary val images of low
+loss, and the within-cluster test (five val losses against the cluster's 41 train losses, scaled
+by the dataset's val/train ratio) gives p = 0.34. A world whose easy train images were
+near-duplicates of 12 templates was tried: the retrained model's clusters mixed the easy kind with
+ordinary scenes and the train-heavy card was lost too (see the issue notes).
 """
 
 from __future__ import annotations
