@@ -219,6 +219,31 @@ def test_loss_without_objects_is_pure_classification(detector, scenes, tiny_chec
     assert loss[0] == 0 and loss[2] == 0 and loss[1] > 0
 
 
+def test_loss_of_a_mixed_batch_equals_each_image_alone(detector, scenes):
+    """One assignment for a batch with boxes, no boxes and no ground truth at all gives each
+    image the loss it gets alone (which test_loss_equals_ultralytics_model_loss ties to
+    ultralytics), and the per-image criterion call gives the same numbers."""
+    (a, boxes_a, cls_a), (b, boxes_b, cls_b) = scenes
+    empty = M.GroundTruth(np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
+    images = [a, b, a, b]
+    gts = [M.GroundTruth(boxes_a, cls_a), empty, None, M.GroundTruth(boxes_b, cls_b)]
+    batched = [r.loss for r in detector.forward(images, gts, imgsz=IMGSZ)]
+    alone = [detector.forward([im], [g], imgsz=IMGSZ)[0].loss for im, g in zip(images, gts,
+                                                                              strict=True)]
+    for got, want in zip(batched, alone, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert np.isnan(batched[2]).all() and batched[1][0] == 0 and batched[1][1] > 0
+    # the fallback for other head outputs: one criterion call per image
+    frames = [M.letterbox_image(im, IMGSZ)[1] for im in images]
+    x = detector.to_tensor([M.letterbox_image(im, IMGSZ)[0] for im in images])
+    targets = detector._targets(gts, frames, x.device)
+    with torch.inference_mode():
+        _, raw = detector.net(x)
+        single = [detector._image_loss(raw, i, targets, x) for i in (0, 1, 3)]
+    for got, want in zip(single, [batched[0], batched[1], batched[3]], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
 def test_loss_nan_without_ground_truth(detector, scenes):
     r = detector.forward([scenes[0][0]], imgsz=IMGSZ)[0]
     assert np.isnan(r.loss).all() and r.gt_features.shape == (0, C.BOX_FEATURE_DIM)
