@@ -38,6 +38,7 @@ WRONG_CLASS_SCORE = 0.5  # wrong-class score above which a label is flagged
 MISSING_SCORE = 0.5  # missing score above which a prediction is flagged
 KNN_K = 10  # neighbours (cosine, per-box features, other images only) behind the kNN evidence
 KNN_REFERENCE_MAX = 4000  # labelled boxes kept (seeded subsample) as the kNN reference set
+KNN_REFERENCE_PER_CLASS = 300  # of which at most this many per class (rare classes keep theirs)
 REFERENCE_CONF = 0.5  # a gt box confirmed by a same-class prediction this confident is "clean"
 FAR_Z_LOW = 2.0  # robust z of kNN distance where "looks unlike any labelled object" starts
 FAR_Z_HIGH = 6.0  # robust z of kNN distance where that evidence is full

@@ -82,6 +82,7 @@ def score_boxes(
     near_iou: float = C.NEAR_IOU,
     k: int = C.KNN_K,
     reference_max: int = C.KNN_REFERENCE_MAX,
+    reference_per_class: int = C.KNN_REFERENCE_PER_CLASS,
     reference_conf: float = C.REFERENCE_CONF,
     atypical_weight: float = C.ATYPICAL_WEIGHT,
     loss_boost: float = C.LOSS_BOOST,
@@ -115,7 +116,9 @@ def score_boxes(
         samples: samples frame (``split``; ``loss_cls``, ``loss_box`` for the loss boost); None:
             no split preference, no loss boost.
         match_iou, localization_iou, near_iou: IoU thresholds (see constants).
-        k, reference_max, reference_conf: kNN settings.
+        k, reference_max, reference_per_class, reference_conf: kNN settings (the reference set
+            is subsampled to at most ``reference_per_class`` boxes per class, ``reference_max``
+            in all).
         atypical_weight, loss_boost, look_weight, look_conf: evidence weights.
         thresholds: flag threshold per issue (default the ``*_SCORE`` constants).
         seed: seed of the reference subsample.
@@ -139,7 +142,7 @@ def score_boxes(
     ctx = _Context.build(boxes, samples, match_iou)
     ref_name, n_ref, knn_gt, knn_pred, far_gt, far_pred = _knn(
         ctx, box_features, samples, k=k, reference_max=reference_max,
-        reference_conf=reference_conf, seed=seed)
+        reference_per_class=reference_per_class, reference_conf=reference_conf, seed=seed)
     wrong, suggested = _wrong_class(ctx, knn_gt, far_gt)
     bad = _bad_box(ctx, far_gt, near_iou=near_iou, localization_iou=localization_iou,
                    atypical_weight=atypical_weight)
@@ -213,7 +216,21 @@ class _Context:
                    same, area_ratio, q_same, q_other, other_pair, support, cover)
 
 
-def _knn(ctx: _Context, feats, samples, *, k, reference_max, reference_conf, seed):
+def _per_class(ref: NDArray, labels: NDArray, per_class: int, total: int,
+               rng: np.random.Generator) -> NDArray:
+    """A seeded subsample of ``ref`` with at most ``per_class`` rows per label (fewer when the
+    labels times ``per_class`` exceed ``total``), so rare classes keep their share."""
+    codes, counts = np.unique(labels, return_counts=True)
+    cap = int(max(1, min(per_class, total // max(len(codes), 1))))
+    if counts.max(initial=0) <= cap:
+        return ref
+    keep = [ref[labels == c] if n <= cap else rng.choice(ref[labels == c], cap, replace=False)
+            for c, n in zip(codes, counts, strict=True)]
+    return np.sort(np.concatenate(keep))
+
+
+def _knn(ctx: _Context, feats, samples, *, k, reference_max, reference_per_class,
+         reference_conf, seed):
     """kNN evidence for gt and pred rows; 'far' evidence; reference description."""
     n_g, n_p = len(ctx.g_code), len(ctx.p_code)
     empty = NeighbourEvidence(np.full(0, np.nan), np.full(0, np.nan), np.full(0, -1), np.zeros(0))
@@ -237,8 +254,7 @@ def _knn(ctx: _Context, feats, samples, *, k, reference_max, reference_conf, see
                       stacklevel=3)
         return none
     rng = np.random.default_rng(seed)
-    if ref.size > reference_max:
-        ref = np.sort(rng.choice(ref, reference_max, replace=False))
+    ref = _per_class(ref, ctx.g_lab[ref], reference_per_class, reference_max, rng)
     g_feat, p_feat = l2_normalise(f[ctx.is_gt]), l2_normalise(f[~ctx.is_gt])
     r_args = (g_feat[ref], ctx.g_code[ref], ctx.g_lab[ref])
     q_g = np.flatnonzero(g_ok)

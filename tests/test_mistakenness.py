@@ -365,3 +365,21 @@ def test_end_to_end_roll_up_of_scored_boxes():
     assert out.loc["s0", "flagged_issues"] == ["bad_box", "missing"]
     assert out.loc["s1", "flagged_issues"] == []
     assert C.BAD_BOX_SCORE <= out.loc["s0", "bad_box_score"] <= 1.0
+
+
+def test_knn_reference_keeps_rare_classes_and_caps_common_ones():
+    from audit.mistakenness import _per_class
+
+    labels = np.r_[np.zeros(1000, int), np.ones(50, int), np.full(5, 2)]
+    ref = np.arange(len(labels)) * 3  # row numbers of the reference boxes
+    rng = np.random.default_rng(0)
+    out = _per_class(ref, labels, per_class=300, total=4000, rng=rng)
+    kept = labels[np.searchsorted(ref, out)]
+    assert np.bincount(kept).tolist() == [300, 50, 5]
+    assert np.all(np.diff(out) > 0) and set(out) <= set(ref)
+    # the total cap lowers the per-class cap: 3 classes, 90 in all -> 30 each at most
+    out = _per_class(ref, labels, per_class=300, total=90, rng=rng)
+    assert np.bincount(labels[np.searchsorted(ref, out)]).tolist() == [30, 30, 5]
+    # nothing over the cap: the reference set is returned as is
+    small = np.arange(20)
+    assert _per_class(small, np.arange(20) % 4, 300, 4000, rng) is small
