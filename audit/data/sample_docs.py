@@ -12,7 +12,7 @@ same document.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import fiftyone as fo
@@ -116,7 +116,7 @@ def _insert(ds: fo.Dataset, docs: list[dict[str, Any]]) -> None:
     """One raw ``insert_many`` of documents whose fields the schema declares."""
     if not docs:
         return
-    now = datetime.utcnow()  # FiftyOne stores naive UTC datetimes
+    now = datetime.now(UTC).replace(tzinfo=None)  # FiftyOne stores naive UTC datetimes
     rows = [{**d, "_id": ObjectId(), "_rand": _generate_rand(), "_dataset_id": ds._doc.id,
              "created_at": now, "last_modified_at": now} for d in docs]
     try:
