@@ -85,6 +85,7 @@ def score_boxes(
     reference_per_class: int = C.KNN_REFERENCE_PER_CLASS,
     reference_conf: float = C.REFERENCE_CONF,
     atypical_weight: float = C.ATYPICAL_WEIGHT,
+    gt_knn_weight: float = C.GT_KNN_WEIGHT,
     loss_boost: float = C.LOSS_BOOST,
     look_weight: float = C.MISSING_LOOK_WEIGHT,
     look_conf: float = C.MISSING_LOOK_CONF,
@@ -97,14 +98,15 @@ def score_boxes(
     prediction with IoU >= ``match_iou``; ``far``: kNN distance evidence; ``p_own`` / ``p_other``:
     neighbour label shares):
 
-    * wrong_class (gt) = noisyor(q_other (1 - q_same), p_other (1 - p_own) (1 - far));
+    * wrong_class (gt) = noisyor(q_other (1 - q_same), w p_other (1 - p_own) (1 - far)), with
+      ``w = gt_knn_weight`` (it also scales ``far`` in bad_box and spurious below);
       ``suggested_label`` = that other class.
     * bad_box (gt) = noisyor(c_m * ramp(loc_iou - IoU_m over loc_iou - near_iou), product of the
       two best confident same-class predictions lying inside it (a merged box),
-      ``atypical_weight`` * far), with ``m`` the same-class prediction greedily matched at
+      ``atypical_weight`` * w * far), with ``m`` the same-class prediction greedily matched at
       ``near_iou``.
-    * spurious (gt) = noisyor((1 - support) (0.3 + 0.7 far), far), support = max over
-      predictions of conf * min(1, IoU / match_iou).
+    * spurious (gt) = noisyor((1 - support) ((1 - w) + w (0.3 + 0.7 far)), w far), support =
+      max over predictions of conf * min(1, IoU / match_iou).
     * missing (pred) = (1 - cover) * noisyor(conf, look_weight * look * min(1, conf / look_conf)),
       cover = max(min(1, IoU / match_iou) over gt, 1 if inside a larger same-class gt box),
       look = (1 - far) * p_own: the prediction looks like labelled objects of its class.
@@ -119,7 +121,7 @@ def score_boxes(
         k, reference_max, reference_per_class, reference_conf: kNN settings (the reference set
             is subsampled to at most ``reference_per_class`` boxes per class, ``reference_max``
             in all).
-        atypical_weight, loss_boost, look_weight, look_conf: evidence weights.
+        atypical_weight, gt_knn_weight, loss_boost, look_weight, look_conf: evidence weights.
         thresholds: flag threshold per issue (default the ``*_SCORE`` constants).
         seed: seed of the reference subsample.
 
@@ -143,10 +145,12 @@ def score_boxes(
     ref_name, n_ref, knn_gt, knn_pred, far_gt, far_pred = _knn(
         ctx, box_features, samples, k=k, reference_max=reference_max,
         reference_per_class=reference_per_class, reference_conf=reference_conf, seed=seed)
-    wrong, suggested = _wrong_class(ctx, knn_gt, far_gt)
+    w = float(np.clip(gt_knn_weight, 0.0, 1.0))
+    wrong, suggested = _wrong_class(ctx, knn_gt, far_gt, knn_weight=w)
     bad = _bad_box(ctx, far_gt, near_iou=near_iou, localization_iou=localization_iou,
-                   atypical_weight=atypical_weight)
-    spurious = noisy_or((1.0 - ctx.support) * (0.3 + 0.7 * far_gt), far_gt)
+                   atypical_weight=atypical_weight * w)
+    spurious = noisy_or((1.0 - ctx.support) * ((1.0 - w) + w * (0.3 + 0.7 * far_gt)),
+                        w * far_gt)
     missing = _missing(ctx, knn_pred, far_pred, look_weight=look_weight, look_conf=look_conf)
     if samples is not None and loss_boost > 0:
         z_cls, z_box = _loss_z(samples, ctx.sample_ids)
@@ -285,12 +289,12 @@ def _expand(ev: NeighbourEvidence, rows: NDArray, n: int) -> NeighbourEvidence:
     return out
 
 
-def _wrong_class(ctx: _Context, knn: NeighbourEvidence, far: NDArray):
+def _wrong_class(ctx: _Context, knn: NeighbourEvidence, far: NDArray, *, knn_weight: float):
     """Wrong-class score and suggested label per gt row."""
     e_model = ctx.q_other * (1.0 - ctx.q_same)
     n_g = len(ctx.g_code)
     if knn.distance.size:
-        e_knn = np.nan_to_num(knn.share_other * (1.0 - knn.share_own) * (1.0 - far))
+        e_knn = knn_weight * np.nan_to_num(knn.share_other * (1.0 - knn.share_own) * (1.0 - far))
         knn_label = knn.top_other
     else:
         e_knn, knn_label = np.zeros(n_g), np.full(n_g, -1)

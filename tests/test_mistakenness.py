@@ -204,11 +204,16 @@ def test_neighbours_catch_a_flip_the_model_memorised():
         (gt("t", (10, 10, 110, 110), "dog"), "car"),  # looks like a car, labelled dog
         (pred("t", (10, 10, 110, 110), "dog", 0.95), "car"),  # the model learnt the wrong label
     ])
-    with_knn = score_boxes(boxes, feats, k=5)[0]
+    with_knn = score_boxes(boxes, feats, k=5, gt_knn_weight=1.0)[0]
     model_only = score_boxes(boxes, None)[0]
     assert model_only.loc[flipped, "wrong_class_score"] == 0.0
     assert with_knn.loc[flipped, "wrong_class_score"] >= 0.8
     assert with_knn.loc[flipped, "suggested_label"] == "car"
+    # the default weight keeps a share of that evidence; weight 0 turns it off
+    default = score_boxes(boxes, feats, k=5)[0].loc[flipped, "wrong_class_score"]
+    assert 0.0 < default < with_knn.loc[flipped, "wrong_class_score"]
+    off = score_boxes(boxes, feats, k=5, gt_knn_weight=0.0)[0]
+    assert off.loc[flipped, "wrong_class_score"] == 0.0
 
 
 def test_unlabelled_look_alike_scores_above_unlabelled_background():
