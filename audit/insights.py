@@ -192,21 +192,18 @@ def _quart(x: pd.Series) -> dict:
 
 
 def _val_tests(f: pd.DataFrame, min_val: int = 3) -> pd.DataFrame:
-    """Per cluster: medians by split, and a one-sided Mann-Whitney p of val loss > rest's val."""
+    """Per cluster: val medians, and a one-sided Mann-Whitney p of val loss > rest's val."""
     val = f[(f["split"] == "val") & np.isfinite(f["loss"])]
-    train = f[(f["split"] == "train") & np.isfinite(f["loss"])]
     rows = []
     for c in sorted(f["cluster"].unique()):
         v_in, v_out = val.loc[val["cluster"] == c, "loss"], val.loc[val["cluster"] != c, "loss"]
-        t_in = train.loc[train["cluster"] == c, "loss"]
         if len(v_in) < min_val or len(v_out) < min_val:
             continue
         p = stats.mannwhitneyu(v_in, v_out, alternative="greater").pvalue
         rows.append({"cluster": int(c), "n": int((f["cluster"] == c).sum()), "n_val": len(v_in),
-                     "val_median": v_in.median(), "rest_val_median": v_out.median(),
-                     "train_median": t_in.median() if len(t_in) else np.nan, "p": p})
+                     "val_median": v_in.median(), "rest_val_median": v_out.median(), "p": p})
     out = pd.DataFrame(rows, columns=["cluster", "n", "n_val", "val_median", "rest_val_median",
-                                      "train_median", "p"])
+                                      "p"])
     return out.assign(p_holm=_holm(out["p"]) if len(out) else [])
 
 
@@ -215,10 +212,10 @@ def _gap_tests(f: pd.DataFrame, gap: float, min_val: int) -> pd.DataFrame:
     the cluster's train losses."""
     ok = f[np.isfinite(f["loss"])]
     rows = []
-    for c in sorted(f["cluster"].unique()):
+    for c in sorted(f["cluster"].unique()) if np.isfinite(gap) and gap > 0 else []:
         v_in = ok.loc[(ok["cluster"] == c) & (ok["split"] == "val"), "loss"]
         t_in = ok.loc[(ok["cluster"] == c) & (ok["split"] == "train"), "loss"]
-        if len(v_in) < min_val or len(t_in) < min_val or not np.isfinite(gap) or gap <= 0:
+        if len(v_in) < min_val or len(t_in) < min_val:
             continue
         p = stats.mannwhitneyu(v_in / gap, t_in, alternative="greater").pvalue
         rows.append({"cluster": int(c), "n": int((f["cluster"] == c).sum()), "n_val": len(v_in),

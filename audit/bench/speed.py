@@ -229,10 +229,8 @@ def _run_child(stage: str, inputs: _Inputs) -> dict[str, Any]:
     has run a parallel UMAP, as a test session or a notebook may have. The inputs travel
     pickled; the stage runs with the machine's usual thread pools, as ``python -m audit score``.
     """
-    methods = multiprocessing.get_all_start_methods()
-    if "forkserver" not in methods and "spawn" not in methods:  # pragma: no cover
-        return _measure(stage, inputs)
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    forkserver = "forkserver" in multiprocessing.get_all_start_methods()  # else spawn (Windows)
+    ctx = multiprocessing.get_context("forkserver" if forkserver else "spawn")
     receive, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child, args=(stage, inputs, send))  # not daemonic, for joblib
     proc.start()
