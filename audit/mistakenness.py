@@ -29,7 +29,7 @@ from audit import constants as C
 from audit.frames import check_boxes, check_features, noisy_or, robust_z, xyxy
 from audit.frames import linear_ramp as ramp
 from audit.inconsistency import group_member_evidence
-from audit.neighbours import NeighbourEvidence, knn_evidence, l2_normalise
+from audit.neighbours import NeighbourEvidence, knn_evidence, l2_normalise, per_class_sample
 
 BOX_ISSUES = ("wrong_class", "bad_box", "spurious", "missing")
 
@@ -220,19 +220,6 @@ class _Context:
                    same, area_ratio, q_same, q_other, other_pair, support, cover)
 
 
-def _per_class(ref: NDArray, labels: NDArray, per_class: int, total: int,
-               rng: np.random.Generator) -> NDArray:
-    """A seeded subsample of ``ref`` with at most ``per_class`` rows per label (fewer when the
-    labels times ``per_class`` exceed ``total``), so rare classes keep their share."""
-    codes, counts = np.unique(labels, return_counts=True)
-    cap = int(max(1, min(per_class, total // max(len(codes), 1))))
-    if counts.max(initial=0) <= cap:
-        return ref
-    keep = [ref[labels == c] if n <= cap else rng.choice(ref[labels == c], cap, replace=False)
-            for c, n in zip(codes, counts, strict=True)]
-    return np.sort(np.concatenate(keep))
-
-
 def _knn(ctx: _Context, feats, samples, *, k, reference_max, reference_per_class,
          reference_conf, seed):
     """kNN evidence for gt and pred rows; 'far' evidence; reference description."""
@@ -258,7 +245,7 @@ def _knn(ctx: _Context, feats, samples, *, k, reference_max, reference_per_class
                       stacklevel=3)
         return none
     rng = np.random.default_rng(seed)
-    ref = _per_class(ref, ctx.g_lab[ref], reference_per_class, reference_max, rng)
+    ref = per_class_sample(ref, ctx.g_lab[ref], reference_per_class, reference_max, rng)
     g_feat, p_feat = l2_normalise(f[ctx.is_gt]), l2_normalise(f[~ctx.is_gt])
     r_args = (g_feat[ref], ctx.g_code[ref], ctx.g_lab[ref])
     q_g = np.flatnonzero(g_ok)

@@ -42,6 +42,19 @@ def l2_normalise(x: NDArray) -> NDArray[np.float32]:
     return x / np.where(norm > 0, norm, 1.0)
 
 
+def per_class_sample(ref: NDArray, labels: NDArray, per_class: int, total: int,
+                     rng: np.random.Generator) -> NDArray:
+    """A seeded subsample of ``ref`` with at most ``per_class`` rows per label (fewer when the
+    labels times ``per_class`` exceed ``total``), so rare classes keep their share."""
+    codes, counts = np.unique(labels, return_counts=True)
+    cap = int(max(1, min(per_class, total // max(len(codes), 1))))
+    if counts.max(initial=0) <= cap:
+        return ref
+    keep = [ref[labels == c] if n <= cap else rng.choice(ref[labels == c], cap, replace=False)
+            for c, n in zip(codes, counts, strict=True)]
+    return np.sort(np.concatenate(keep))
+
+
 def knn_evidence(
     ref_feat: NDArray,
     ref_image: NDArray[np.int64],

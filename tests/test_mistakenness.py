@@ -373,7 +373,7 @@ def test_end_to_end_roll_up_of_scored_boxes():
 
 
 def test_knn_reference_keeps_rare_classes_and_caps_common_ones():
-    from audit.mistakenness import _per_class
+    from audit.neighbours import per_class_sample as _per_class
 
     labels = np.r_[np.zeros(1000, int), np.ones(50, int), np.full(5, 2)]
     ref = np.arange(len(labels)) * 3  # row numbers of the reference boxes

@@ -13,7 +13,8 @@ chosen layers, and from that single pass come:
   Gaussian random projection (Johnson-Lindenstrauss: pairwise distances are kept up to a small
   relative error, so features of 100k-image datasets fit in memory);
 - the per-image loss: ultralytics' own detection criterion on that image's raw head outputs alone,
-  as (box, cls, dfl) after the hyperparameter gains (higher = the model fits the labels worse).
+  as (box, cls, dfl) after the hyperparameter gains (higher = the model fits the labels worse;
+  :mod:`audit.data.losses`).
 
 Loading and validating a checkpoint: :mod:`audit.data.checkpoint`.
 
@@ -39,6 +40,7 @@ from numpy.typing import NDArray
 from torchvision.ops import roi_align
 
 from audit import constants as C
+from audit.data.losses import image_losses
 
 
 @dataclass(frozen=True)
@@ -133,17 +135,6 @@ def _block_normalise(blocks: list[torch.Tensor]) -> torch.Tensor:
     """Scale each ``(K, C_l)`` block to L2 norm ``1/sqrt(L)``; concatenate to ``(K, sum C_l)``."""
     scale = 1.0 / math.sqrt(len(blocks))
     return torch.cat([torch.nn.functional.normalize(b.float(), dim=1) * scale for b in blocks], 1)
-
-
-def _slice_preds(preds: Any, i: int) -> Any:
-    """Image ``i`` of a (nested dict / list of) batched head-output tensors, batch dim kept."""
-    if isinstance(preds, torch.Tensor):
-        return preds[i : i + 1]
-    if isinstance(preds, dict):
-        return {k: _slice_preds(v, i) for k, v in preds.items()}
-    if isinstance(preds, list | tuple):
-        return type(preds)(_slice_preds(v, i) for v in preds)
-    return preds
 
 
 class Detector:
@@ -249,7 +240,7 @@ class Detector:
             blocks = [maps[i] for i in layers]
             emb = _block_normalise([b.mean((2, 3)) for b in blocks]).cpu().numpy()
             feats = self._box_features(blocks, dets, gts, frames, feature_conf, imgsz)
-            losses = self._losses(raw, gts, frames, x)
+            losses = image_losses(self._criterion, raw, gts, frames, x)
         return [self._result(d, f, emb[i], feats[i], losses[i])
                 for i, (d, f) in enumerate(zip(dets, frames, strict=True))]
 
@@ -310,89 +301,6 @@ class Detector:
             out.append((pred, feats[start : start + n_gt]))
             start += n_gt
         return out
-
-    def _losses(self, raw: Any, gts: list[GroundTruth | None], frames: Sequence[LetterboxFrame],
-                x: torch.Tensor) -> list[NDArray[np.float32]]:
-        """(box, cls, dfl) of every image as if it were alone in its batch; NaN without gt.
-
-        With ultralytics' dict head output (``boxes`` / ``scores`` / ``feats``), one target
-        assignment serves the whole batch: the task-aligned assigner works image by image inside
-        the padded batch, so reducing its output per image, each normalised by that image's own
-        target-score sum, gives what the criterion gives for a batch of that image alone
-        (``tests/data/test_model.py`` checks it against ``model.loss``) at a fraction of the cost
-        of one criterion call per image. Other head outputs take one call per image.
-        """
-        nan = np.full(3, np.nan, np.float32)
-        if all(g is None for g in gts):
-            return [nan] * len(gts)
-        targets = self._targets(gts, frames, x.device)
-        preds = self._criterion.parse_output(raw)
-        if not (isinstance(preds, dict) and {"boxes", "scores", "feats"} <= preds.keys()):
-            return [nan if g is None else self._image_loss(raw, i, targets, x)
-                    for i, g in enumerate(gts)]
-        per_image = self._batched_losses(preds, targets, len(gts))
-        return [nan if g is None else per_image[i] for i, g in enumerate(gts)]
-
-    @staticmethod
-    def _targets(gts: list[GroundTruth | None], frames: Sequence[LetterboxFrame],
-                 device: Any) -> torch.Tensor:
-        """``(n, 6)`` rows ``(image, class, cx, cy, w, h)``, letterbox-relative, as ultralytics'
-        training batches hold them."""
-        rows = []
-        for i, (g, frame) in enumerate(zip(gts, frames, strict=True)):
-            if g is None or not len(g.boxes):
-                continue
-            lb = frame.to_letterbox(np.asarray(g.boxes)) / frame.imgsz
-            xywh = np.concatenate([(lb[:, :2] + lb[:, 2:]) / 2, lb[:, 2:] - lb[:, :2]], 1)
-            cls = np.asarray(g.class_ids, np.float64).reshape(-1, 1)
-            rows.append(np.concatenate([np.full((len(lb), 1), i), cls, xywh], 1))
-        out = np.concatenate(rows) if rows else np.zeros((0, 6))
-        return torch.from_numpy(out.astype(np.float32)).to(device)
-
-    def _batched_losses(self, preds: dict[str, Any], targets: torch.Tensor,
-                        n: int) -> list[NDArray[np.float32]]:
-        """Per-image (box, cls, dfl) from one assignment (``v8DetectionLoss`` internals)."""
-        from ultralytics.utils.tal import make_anchors
-
-        crit = self._criterion
-        pred_distri = preds["boxes"].permute(0, 2, 1).contiguous()
-        pred_scores = preds["scores"].permute(0, 2, 1).contiguous()
-        anchor_points, stride_tensor = make_anchors(preds["feats"], crit.stride, 0.5)
-        dtype = pred_scores.dtype
-        imgsz = torch.tensor(preds["feats"][0].shape[2:], device=crit.device,
-                             dtype=dtype) * crit.stride[0]
-        padded = crit.preprocess(targets.to(crit.device), n, scale_tensor=imgsz[[1, 0, 1, 0]])
-        gt_labels, gt_bboxes = padded.split((1, 4), 2)
-        mask_gt = gt_bboxes.sum(2, keepdim=True).gt_(0.0)
-        pred_bboxes = crit.bbox_decode(anchor_points, pred_distri)
-        _, target_bboxes, target_scores, fg_mask, _ = crit.assigner(
-            pred_scores.detach().sigmoid(),
-            (pred_bboxes.detach() * stride_tensor).type(gt_bboxes.dtype),
-            anchor_points * stride_tensor, gt_labels, gt_bboxes, mask_gt)
-        bce = crit.bce(pred_scores, target_scores.to(dtype))
-        if getattr(crit, "class_weights", None) is not None:
-            bce = bce * crit.class_weights
-        gains = torch.tensor([crit.hyp.box, crit.hyp.cls, crit.hyp.dfl], dtype=torch.float32)
-        out = []
-        for i in range(n):
-            s = slice(i, i + 1)
-            total = target_scores[s].sum().clamp_(min=1)
-            box, dfl = crit.bbox_loss(pred_distri[s], pred_bboxes[s], anchor_points,
-                                      target_bboxes[s] / stride_tensor, target_scores[s], total,
-                                      fg_mask[s], imgsz, stride_tensor)
-            cls = bce[s].sum() / total
-            loss = torch.stack([box.reshape(()), cls, dfl.reshape(())]).float().cpu() * gains
-            out.append(loss.numpy().astype(np.float32))
-        return out
-
-    def _image_loss(self, raw: Any, i: int, targets: torch.Tensor,
-                    x: torch.Tensor) -> NDArray[np.float32]:
-        """(box, cls, dfl) of image ``i`` alone: one criterion call on its slice of the batch."""
-        mine = targets[targets[:, 0] == i]
-        batch = {"batch_idx": torch.zeros(len(mine), device=x.device), "cls": mine[:, 1:2],
-                 "bboxes": mine[:, 2:], "img": x[i : i + 1]}
-        total, _ = self._criterion(_slice_preds(raw, i), batch)
-        return total.detach().float().cpu().numpy().reshape(-1)[:3].astype(np.float32)
 
     @staticmethod
     def _result(det: torch.Tensor, frame: LetterboxFrame, emb: NDArray,

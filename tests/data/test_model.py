@@ -21,6 +21,7 @@ from ultralytics.utils import IterableSimpleNamespace
 
 from audit import constants as C
 from audit.data import checkpoint
+from audit.data import losses as L
 from audit.data import model as M
 from audit.data.checkpoint import load_detector
 from tests.data.conftest import draw_scene
@@ -236,10 +237,10 @@ def test_loss_of_a_mixed_batch_equals_each_image_alone(detector, scenes):
     # the fallback for other head outputs: one criterion call per image
     frames = [M.letterbox_image(im, IMGSZ)[1] for im in images]
     x = detector.to_tensor([M.letterbox_image(im, IMGSZ)[0] for im in images])
-    targets = detector._targets(gts, frames, x.device)
+    targets = L.loss_targets(gts, frames, x.device)
     with torch.inference_mode():
         _, raw = detector.net(x)
-        single = [detector._image_loss(raw, i, targets, x) for i in (0, 1, 3)]
+        single = [L.single_image_loss(detector._criterion, raw, i, targets, x) for i in (0, 1, 3)]
     for got, want in zip(single, [batched[0], batched[1], batched[3]], strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
