@@ -70,14 +70,16 @@ def group_member_evidence(
     contain: float = C.GROUP_CONTAIN,
     min_members: int = C.GROUP_MIN_MEMBERS,
     member_conf: float = C.GROUP_MEMBER_CONF,
+    evidence_conf: float = C.GROUP_EVIDENCE_CONF,
     max_area: float = C.GROUP_MEMBER_MAX_AREA,
 ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """Group-box score of each gt box from its gt x pred overlap pairs.
 
-    A member is a same-class prediction with confidence >= ``member_conf``, at least
-    ``contain`` of it inside the gt box, and at most ``max_area`` of the box's area. The score is
-    the product of the ``min_members`` highest member confidences (the chance that at least that
-    many of them are real, if independent), 0 with fewer members.
+    A member is a same-class prediction with at least ``contain`` of it inside the gt box and at
+    most ``max_area`` of the box's area. The score is the product of the ``min_members`` highest
+    member confidences (the chance that at least that many of them are real, if independent)
+    over members with confidence >= ``evidence_conf``, 0 with fewer; ``n_members`` counts the
+    confident ones (>= ``member_conf``), the objects a reviewer would see inside the box.
 
     Args:
         pairs: from :func:`audit.boxes.overlapping_pairs` with gt as ``a`` and predictions as
@@ -90,20 +92,18 @@ def group_member_evidence(
     Returns:
         ``(score (n_gt,) in [0, 1], n_members (n_gt,))``.
     """
-    member = (
-        same_class
-        & (pred_conf >= member_conf)
-        & (pairs["contain_b_in_a"] >= contain)
-        & (area_ratio <= max_area)
-    )
+    inside = same_class & (pairs["contain_b_in_a"] >= contain) & (area_ratio <= max_area)
+    n_members = np.bincount(pairs["ia"][inside & (pred_conf >= member_conf)],
+                            minlength=n_gt).astype(np.int64)
+    member = inside & (pred_conf >= min(evidence_conf, member_conf))
     g, conf = pairs["ia"][member], pred_conf[member]
-    n_members = np.bincount(g, minlength=n_gt).astype(np.int64)
+    n_evidence = np.bincount(g, minlength=n_gt)
     order = np.lexsort((-conf, g))
     g, conf = g[order], conf[order]
     first = np.searchsorted(g, g, side="left")
     top = (np.arange(g.size) - first) < max(min_members, 1)
     log_sum = np.bincount(g[top], weights=np.log(np.clip(conf[top], 1e-12, 1)), minlength=n_gt)
-    score = np.where(n_members >= max(min_members, 1), np.exp(log_sum), 0.0)
+    score = np.where(n_evidence >= max(min_members, 1), np.exp(log_sum), 0.0)
     return score, n_members
 
 
@@ -113,6 +113,7 @@ def score_inconsistency(
     contain: float = C.GROUP_CONTAIN,
     min_members: int = C.GROUP_MIN_MEMBERS,
     member_conf: float = C.GROUP_MEMBER_CONF,
+    evidence_conf: float = C.GROUP_EVIDENCE_CONF,
     max_area: float = C.GROUP_MEMBER_MAX_AREA,
     partial_conf: float = C.PARTIAL_CONF,
     match_iou: float = C.MATCH_IOU,
@@ -124,7 +125,7 @@ def score_inconsistency(
 
     Args:
         boxes: boxes frame (ARCHITECTURE.md), absolute ``xyxy``; gt and pred rows.
-        contain, min_members, member_conf, max_area: group-member rule, see
+        contain, min_members, member_conf, evidence_conf, max_area: group-member rule, see
             :func:`group_member_evidence`.
         partial_conf: predictions at least this confident count as unlabelled objects.
         match_iou: a label covers a prediction at this IoU.
@@ -152,7 +153,8 @@ def score_inconsistency(
     area_ratio = B.box_area(p_xy)[pairs["ib"]] / np.maximum(B.box_area(g_xy)[pairs["ia"]], 1e-12)
     score, n_members = group_member_evidence(
         pairs, same, conf[pairs["ib"]], area_ratio, len(gt), contain=contain,
-        min_members=min_members, member_conf=member_conf, max_area=max_area,
+        min_members=min_members, member_conf=member_conf, evidence_conf=evidence_conf,
+        max_area=max_area,
     )
     crowd = iscrowd(gt)
     group_frame = pd.DataFrame(

@@ -81,7 +81,9 @@ def test_box_over_two_adjacent_objects_is_a_group_box():
         ([], 0.0, 0),
         ([(LEFT, "book", 0.9)], 0.0, 1),  # one object is not a group
         ([(LEFT, "book", 0.9), (RIGHT, "car", 0.9)], 0.0, 1),  # another class is not a member
-        ([(LEFT, "book", 0.9), (RIGHT, "book", 0.1)], 0.0, 1),  # below member confidence
+        # a weak second member ranks the box but is not counted as an object
+        ([(LEFT, "book", 0.9), (RIGHT, "book", 0.1)], 0.09, 1),
+        ([(LEFT, "book", 0.9), (RIGHT, "book", 0.01)], 0.0, 1),  # below evidence confidence
         ([(LEFT, "book", 0.9), ((110, 100, 300, 200), "book", 0.9)], 0.0, 1),  # too large
         ([(LEFT, "book", 0.9), ((205, 100, 400, 200), "book", 0.9)], 0.0, 1),  # mostly outside
         ([(LEFT, "book", 0.9), (RIGHT, "book", 0.8)], 0.72, 2),
@@ -127,6 +129,22 @@ def test_group_member_evidence_directly():
     score, n = group_member_evidence(pairs, np.ones(len(conf), bool), conf, area_ratio, 2,
                                      min_members=3)
     assert score.tolist() == [0.0, 0.0] and n.tolist() == [2, 0]
+
+
+def test_weak_second_member_ranks_but_neither_counts_nor_flags():
+    """A merged box whose second object the model barely sees scores above a box with one
+    member, stays below the flag threshold, and counts only its confident member."""
+    gt_xy = np.array([UNION, UNION], float)
+    pred_xy = np.array([LEFT, RIGHT, LEFT], float)
+    pairs = B.overlapping_pairs(gt_xy, [0, 1], pred_xy, [0, 0, 1])
+    area_ratio = B.box_area(pred_xy)[pairs["ib"]] / B.box_area(gt_xy)[pairs["ia"]]
+    conf = np.array([0.9, 0.1, 0.9])[pairs["ib"]]
+    same = np.ones(len(conf), bool)
+    score, n = group_member_evidence(pairs, same, conf, area_ratio, 2)
+    np.testing.assert_allclose(score, [0.09, 0.0])
+    assert n.tolist() == [1, 1]
+    score, _ = group_member_evidence(pairs, same, conf, area_ratio, 2, evidence_conf=0.25)
+    assert score.tolist() == [0.0, 0.0]
 
 
 # --- partial labels -----------------------------------------------------------------------------
