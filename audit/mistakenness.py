@@ -101,10 +101,13 @@ def score_boxes(
     * wrong_class (gt) = noisyor(q_other (1 - q_same), w p_other (1 - p_own) (1 - far)), with
       ``w = gt_knn_weight`` (it also scales ``far`` in bad_box and spurious below);
       ``suggested_label`` = that other class.
-    * bad_box (gt) = noisyor(c_m * ramp(loc_iou - IoU_m over loc_iou - near_iou), product of the
-      two best confident same-class predictions lying inside it (a merged box),
-      ``atypical_weight`` * w * far), with ``m`` the same-class prediction greedily matched at
-      ``near_iou``.
+    * bad_box (gt) = noisyor(c_m * ramp(loc_iou - IoU_m over loc_iou - match_iou) *
+      (1 - fade), product of the two best same-class
+      predictions lying inside it (a merged box), ``atypical_weight`` * w * far), with ``m`` the
+      same-class prediction greedily matched at ``near_iou``. The localisation evidence is full at
+      IoU ``match_iou``; below it, when ``m`` also overlaps another label (IoU ``near_iou`` or
+      more), it fades to 0 at ``near_iou``: such a prediction is more often that neighbour seen
+      again than this object seen elsewhere.
     * spurious (gt) = noisyor((1 - support) ((1 - w) + w (0.3 + 0.7 far)), w far), support =
       max over predictions of conf * min(1, IoU / match_iou).
     * missing (pred) = (1 - cover) * noisyor(conf, look_weight * look * min(1, conf / look_conf)),
@@ -147,8 +150,8 @@ def score_boxes(
         reference_per_class=reference_per_class, reference_conf=reference_conf, seed=seed)
     w = float(np.clip(gt_knn_weight, 0.0, 1.0))
     wrong, suggested = _wrong_class(ctx, knn_gt, far_gt, knn_weight=w)
-    bad = _bad_box(ctx, far_gt, near_iou=near_iou, localization_iou=localization_iou,
-                   atypical_weight=atypical_weight * w)
+    bad = _bad_box(ctx, far_gt, match_iou=match_iou, near_iou=near_iou,
+                   localization_iou=localization_iou, atypical_weight=atypical_weight * w)
     spurious = noisy_or((1.0 - ctx.support) * ((1.0 - w) + w * (0.3 + 0.7 * far_gt)),
                         w * far_gt)
     missing = _missing(ctx, knn_pred, far_pred, look_weight=look_weight, look_conf=look_conf)
@@ -295,7 +298,8 @@ def _wrong_class(ctx: _Context, knn: NeighbourEvidence, far: NDArray, *, knn_wei
     return noisy_or(e_model, e_knn), suggested
 
 
-def _bad_box(ctx: _Context, far: NDArray, *, near_iou, localization_iou, atypical_weight):
+def _bad_box(ctx: _Context, far: NDArray, *, match_iou, near_iou, localization_iou,
+             atypical_weight):
     """Bad-box score per gt row."""
     gi, pj, iou = ctx.pairs["ia"], ctx.pairs["ib"], ctx.pairs["iou"]
     same = ctx.same
@@ -305,7 +309,12 @@ def _bad_box(ctx: _Context, far: NDArray, *, near_iou, localization_iou, atypica
     m_iou = np.zeros(len(m))
     m_iou[m >= 0] = match.pred_iou[m[m >= 0]]
     m_conf = np.where(m >= 0, ctx.conf[np.maximum(m, 0)] if ctx.conf.size else 0.0, 0.0)
-    shortfall = ramp(localization_iou - m_iou, 0.0, localization_iou - near_iou)
+    # IoU of the matched prediction with the best other labelled box (any class)
+    other_p, _ = _max_by(pj, iou, len(ctx.conf), gi != match.pred_to_gt[pj])
+    other = np.where(m >= 0, other_p[np.maximum(m, 0)] if other_p.size else 0.0, 0.0)
+    peak = min(match_iou, localization_iou)
+    fade = ramp(other, 0.0, near_iou) * (1.0 - ramp(m_iou - near_iou, 0.0, peak - near_iou))
+    shortfall = ramp(localization_iou - m_iou, 0.0, localization_iou - peak) * (1.0 - fade)
     e_model = np.where(m >= 0, m_conf * shortfall, 0.0)
     e_group, _ = group_member_evidence(ctx.pairs, same, ctx.conf[pj], ctx.area_ratio,
                                        len(ctx.g_code))

@@ -101,6 +101,19 @@ def test_bad_box_score_rises_with_the_shift():
     assert shifted.loc["b0", "wrong_class_score"] == 0.0  # a shift is not a class error
 
 
+def test_a_weak_overlap_with_a_neighbours_prediction_is_no_bad_box():
+    """A label that the only nearby prediction overlaps weakly is a bad box when nothing else
+    explains that prediction, not when it is a labelled neighbour's."""
+    neighbour, echo = _shifted(40), _shifted(35)  # IoU 0.22 and 0.27 with BOX
+    alone = _scores([gt("s0", BOX), pred("s0", echo, conf=0.6)])
+    # the neighbour's own prediction takes it; a second, weaker one is left for BOX
+    beside = _scores([gt("s0", BOX), gt("s0", neighbour), pred("s0", neighbour, conf=0.95),
+                      pred("s0", echo, conf=0.6)])
+    assert alone.loc["b0", "bad_box_score"] > 0.5  # flagged: the echo is BOX boxed badly
+    assert beside.loc["b0", "bad_box_score"] < 0.5 * alone.loc["b0", "bad_box_score"]
+    assert beside.loc["b1", "bad_box_score"] < 0.1  # the neighbour itself is well boxed
+
+
 def test_dropped_label_gives_a_high_missing_score_on_the_prediction():
     clean = _scores([gt("s0", BOX), pred("s0", BOX, conf=0.95)])
     dropped = _scores([gt("s0", (400, 300, 450, 350)), pred("s0", BOX, conf=0.95)])
