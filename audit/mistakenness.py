@@ -86,6 +86,7 @@ def score_boxes(
     reference_conf: float = C.REFERENCE_CONF,
     atypical_weight: float = C.ATYPICAL_WEIGHT,
     gt_knn_weight: float = C.GT_KNN_WEIGHT,
+    class_knn_weight: float = C.CLASS_KNN_WEIGHT,
     loss_boost: float = C.LOSS_BOOST,
     look_weight: float = C.MISSING_LOOK_WEIGHT,
     look_conf: float = C.MISSING_LOOK_CONF,
@@ -98,16 +99,15 @@ def score_boxes(
     prediction with IoU >= ``match_iou``; ``far``: kNN distance evidence; ``p_own`` / ``p_other``:
     neighbour label shares):
 
-    * wrong_class (gt) = noisyor(q_other (1 - q_same), w p_other (1 - p_own) (1 - far)), with
-      ``w = gt_knn_weight`` (it also scales ``far`` in bad_box and spurious below);
-      ``suggested_label`` = that other class.
-    * bad_box (gt) = noisyor(c_m * ramp(loc_iou - IoU_m over loc_iou - match_iou) *
-      (1 - fade), product of the two best same-class
-      predictions lying inside it (a merged box), ``atypical_weight`` * w * far), with ``m`` the
-      same-class prediction greedily matched at ``near_iou``. The localisation evidence is full at
-      IoU ``match_iou``; below it, when ``m`` also overlaps another label (IoU ``near_iou`` or
-      more), it fades to 0 at ``near_iou``: such a prediction is more often that neighbour seen
-      again than this object seen elsewhere.
+    * wrong_class (gt) = noisyor(max(0, q_other - q_same), w_c p_other (1 - p_own) (1 - far)),
+      with ``w_c = class_knn_weight``; ``suggested_label`` = that other class.
+    * bad_box (gt) = noisyor(c_m * ramp(loc_iou - IoU_m over loc_iou - match_iou) * (1 - fade),
+      product of the two best same-class predictions lying inside it (a merged box),
+      ``atypical_weight`` * w * far), with ``w = gt_knn_weight`` and ``m`` the same-class
+      prediction greedily matched at ``near_iou``. The localisation evidence is full at IoU
+      ``match_iou``; below it, when ``m`` also overlaps another label (IoU ``near_iou`` or more),
+      it fades to 0 at ``near_iou``: such a prediction is more often that neighbour seen again
+      than this object seen elsewhere.
     * spurious (gt) = noisyor((1 - support) ((1 - w) + w (0.3 + 0.7 far)), w far), support =
       max over predictions of conf * min(1, IoU / match_iou).
     * missing (pred) = (1 - cover) * noisyor(conf, look_weight * look * min(1, conf / look_conf)),
@@ -124,7 +124,8 @@ def score_boxes(
         k, reference_max, reference_per_class, reference_conf: kNN settings (the reference set
             is subsampled to at most ``reference_per_class`` boxes per class, ``reference_max``
             in all).
-        atypical_weight, gt_knn_weight, loss_boost, look_weight, look_conf: evidence weights.
+        atypical_weight, gt_knn_weight, class_knn_weight, loss_boost, look_weight, look_conf:
+            evidence weights.
         thresholds: flag threshold per issue (default the ``*_SCORE`` constants).
         seed: seed of the reference subsample.
 
@@ -149,7 +150,8 @@ def score_boxes(
         ctx, box_features, samples, k=k, reference_max=reference_max,
         reference_per_class=reference_per_class, reference_conf=reference_conf, seed=seed)
     w = float(np.clip(gt_knn_weight, 0.0, 1.0))
-    wrong, suggested = _wrong_class(ctx, knn_gt, far_gt, knn_weight=w)
+    wrong, suggested = _wrong_class(ctx, knn_gt, far_gt,
+                                    knn_weight=float(np.clip(class_knn_weight, 0.0, 1.0)))
     bad = _bad_box(ctx, far_gt, match_iou=match_iou, near_iou=near_iou,
                    localization_iou=localization_iou, atypical_weight=atypical_weight * w)
     spurious = noisy_or((1.0 - ctx.support) * ((1.0 - w) + w * (0.3 + 0.7 * far_gt)),
@@ -281,7 +283,7 @@ def _expand(ev: NeighbourEvidence, rows: NDArray, n: int) -> NeighbourEvidence:
 
 def _wrong_class(ctx: _Context, knn: NeighbourEvidence, far: NDArray, *, knn_weight: float):
     """Wrong-class score and suggested label per gt row."""
-    e_model = ctx.q_other * (1.0 - ctx.q_same)
+    e_model = np.clip(ctx.q_other - ctx.q_same, 0.0, 1.0)  # margin of the other class
     n_g = len(ctx.g_code)
     if knn.distance.size:
         e_knn = knn_weight * np.nan_to_num(knn.share_other * (1.0 - knn.share_own) * (1.0 - far))

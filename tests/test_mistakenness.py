@@ -149,6 +149,11 @@ def test_same_class_prediction_weakens_the_wrong_class_evidence():
     contested = _scores([gt("s0", BOX, "dog"), pred("s0", BOX, "car", conf=0.9),
                          pred("s0", BOX, "dog", conf=0.6)])
     assert contested.loc["b0", "wrong_class_score"] < alone.loc["b0", "wrong_class_score"]
+    # the model evidence is the other class's margin: 0.9 - 0.6
+    assert contested.loc["b0", "wrong_class_score"] == pytest.approx(0.3)
+    outvoted = _scores([gt("s0", BOX, "dog"), pred("s0", BOX, "car", conf=0.6),
+                        pred("s0", BOX, "dog", conf=0.9)])
+    assert outvoted.loc["b0", "wrong_class_score"] == 0.0
 
 
 def test_unsupported_box_scores_above_a_supported_one():
@@ -217,7 +222,7 @@ def test_neighbours_catch_a_flip_the_model_memorised():
         (gt("t", (10, 10, 110, 110), "dog"), "car"),  # looks like a car, labelled dog
         (pred("t", (10, 10, 110, 110), "dog", 0.95), "car"),  # the model learnt the wrong label
     ])
-    with_knn = score_boxes(boxes, feats, k=5, gt_knn_weight=1.0)[0]
+    with_knn = score_boxes(boxes, feats, k=5, class_knn_weight=1.0)[0]
     model_only = score_boxes(boxes, None)[0]
     assert model_only.loc[flipped, "wrong_class_score"] == 0.0
     assert with_knn.loc[flipped, "wrong_class_score"] >= 0.8
@@ -225,7 +230,7 @@ def test_neighbours_catch_a_flip_the_model_memorised():
     # the default weight keeps a share of that evidence; weight 0 turns it off
     default = score_boxes(boxes, feats, k=5)[0].loc[flipped, "wrong_class_score"]
     assert 0.0 < default < with_knn.loc[flipped, "wrong_class_score"]
-    off = score_boxes(boxes, feats, k=5, gt_knn_weight=0.0)[0]
+    off = score_boxes(boxes, feats, k=5, class_knn_weight=0.0)[0]
     assert off.loc[flipped, "wrong_class_score"] == 0.0
 
 
