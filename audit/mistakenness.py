@@ -377,9 +377,12 @@ def score_samples(box_scores: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFra
 
     Returns:
         Frame indexed like ``samples``: ``<issue>_score`` (max over the sample's boxes; NaN when
-        no box of the right source), ``mistakenness_score`` (max over the issue scores, higher =
-        more likely to hold a label error; NaN when nothing applies) and ``flagged_issues``
-        (sorted list of issue names flagged on any of its boxes).
+        no box of the right source), ``mistakenness_score`` (higher = more likely to hold a label
+        error; NaN when nothing applies) and ``flagged_issues`` (sorted list of issue names
+        flagged on any of its boxes). ``mistakenness_score`` is the larger of the noisy-or of the
+        four box issues (an image with a likely flip and a likely spurious box is likelier to
+        hold an error than one with either alone) and the inconsistency scores (a group box or
+        a partly labelled image is a convention to settle, not one more independent error).
     """
     if "sample_id" not in box_scores.columns:
         raise ValueError("box_scores: missing columns ['sample_id']")
@@ -403,7 +406,15 @@ def score_samples(box_scores: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFra
                                             .astype(bool).to_numpy()]
             for sid in hit:
                 flags[sid].append("partial_labels")
-    score_cols = [c for c in out.columns if c.endswith("_score")]
-    out["mistakenness_score"] = out[score_cols].max(axis=1, skipna=True) if score_cols else np.nan
+    box_cols = [f"{i}_score" for i in BOX_ISSUES if f"{i}_score" in out.columns]
+    other_cols = [c for c in out.columns if c.endswith("_score") and c not in box_cols]
+    parts = list(other_cols)
+    if box_cols:
+        box = out[box_cols]
+        any_box = 1.0 - (1.0 - box.fillna(0.0)).prod(axis=1)
+        out["_box_any"] = any_box.where(box.notna().any(axis=1))
+        parts.append("_box_any")
+    out["mistakenness_score"] = out[parts].max(axis=1, skipna=True) if parts else np.nan
+    out = out.drop(columns="_box_any", errors="ignore")
     out["flagged_issues"] = [sorted(v) for v in flags.to_numpy()]
     return out
