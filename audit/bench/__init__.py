@@ -19,13 +19,16 @@ BENCHMARKS = {
 SIZES = ("small", "full")  # benchmark sizes every benchmark accepts
 
 
-def run_bench(which: str, *, size: str = "full", out: str | Path | None = None) -> Any:
+def run_bench(which: str, *, size: str = "full", out: str | Path | None = None,
+              **options: Any) -> Any:
     """Run one benchmark by name.
 
     Args:
         which: one of ``BENCHMARKS`` ("findings", "speed", "ingest", "app").
         size: "small" (seconds to minutes, for tests) or "full".
         out: optional file the benchmark also writes its table to.
+        **options: further keyword arguments of that benchmark's function (``seed`` for
+            findings).
 
     Returns:
         Whatever the benchmark returns (its tables).
@@ -42,4 +45,4 @@ def run_bench(which: str, *, size: str = "full", out: str | Path | None = None) 
         raise ValueError(f"unknown benchmark size {size!r}; expected one of {SIZES}")
     module, function = BENCHMARKS[which]
     bench = getattr(import_module(module), function)
-    return bench(size=size, out=None if out is None else Path(out))
+    return bench(size=size, out=None if out is None else Path(out), **options)

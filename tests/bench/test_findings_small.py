@@ -215,6 +215,26 @@ def test_run_bench_rejects_unknown_names():
         run_bench("nope")
     with pytest.raises(ValueError, match="size"):
         run_bench("findings", size="huge")
+    with pytest.raises(ValueError, match="seed must be an int >= 0"):
+        run_bench("findings", size="small", seed=-1)
+
+
+def test_cli_takes_a_world_seed_for_findings_only(capsys):
+    from audit.__main__ import main
+
+    assert main(["bench", "speed", "--size", "small", "--seed", "3"]) != 0
+    assert "--seed applies to findings only" in capsys.readouterr().err
+
+
+def test_another_seed_gets_its_own_world_and_dataset_name(monkeypatch, tmp_path):
+    from audit.bench import findings
+
+    monkeypatch.setattr(findings.C, "AUDIT_HOME", tmp_path)
+    drawn = []
+    monkeypatch.setattr("audit.world.generate.generate_world",
+                        lambda out, seed, **kw: drawn.append(seed) or out.mkdir(parents=True))
+    assert findings._world("small").name == "world-small" and drawn == [findings.C.SEED]
+    assert findings._world("small", 7).name == "world-small-seed7" and drawn[-1] == 7
 
 
 @pytest.mark.slow
