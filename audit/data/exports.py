@@ -36,6 +36,7 @@ from fiftyone import ViewField as F
 
 from audit import constants as C
 from audit.data.review_store import REVIEWED_FIELD, corrected_detections
+from audit.data.views import scored_fields
 from audit.reviews import safe_name
 
 FORMATS = ("coco", "yolo", "relabel-csv")  # export formats offered
@@ -302,7 +303,8 @@ def save_flagged_view(name_or_ds: str | fo.Dataset, name: str = "flagged") -> st
     if "flagged" not in ds.get_field_schema():
         raise ValueError(f"dataset {ds.name!r} is not scored yet (no 'flagged' field)")
     view = ds.exists("flagged").match(F("flagged").length() > 0)
-    if "mistakenness" in ds.get_field_schema():
-        view = view.sort_by("mistakenness", reverse=True)
+    score = scored_fields(ds)["mistakenness"]
+    if score is not None:
+        view = view.sort_by(score, reverse=True)
     ds.save_view(name, view, overwrite=True)
     return name

@@ -76,3 +76,13 @@ def test_rescoring_replaces_the_scores(scored) -> None:
     ds.reload()
     assert set(ds.values("cluster")) == set(result.samples["cluster"]) == {0, 1, 2}
     assert ds.info["audit"]["scored_at"] >= before
+
+
+def test_flagged_view_lists_the_most_mistaken_first(scored) -> None:
+    from audit.data.exports import save_flagged_view
+
+    ds, _, _ = scored
+    view = ds.load_saved_view(save_flagged_view(ds, "flagged-test"))
+    scores = np.array(view.values("mistakenness_score"), dtype=float)
+    assert len(view) and all(len(f) for f in view.values("flagged"))
+    assert np.all(np.diff(scores[np.isfinite(scores)]) <= 0)
