@@ -39,7 +39,7 @@ def _real_dataset(size: str, *, progress: bool) -> tuple[Any, str]:
                       "(train it with `python -m audit train-demo`)")
     from audit.bench.findings import _dataset, _world  # the finding benchmark's cached world
 
-    ds = _dataset(size, _world(size), progress=progress)
+    ds = _dataset(_world(size), progress=progress)
     return ds, ds.name
 
 
