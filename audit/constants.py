@@ -42,14 +42,13 @@ KNN_REFERENCE_PER_CLASS = 300  # of which at most this many per class (rare clas
 REFERENCE_CONF = 0.5  # a gt box confirmed by a same-class prediction this confident is "clean"
 FAR_Z_LOW = 2.0  # robust z of kNN distance where "looks unlike any labelled object" starts
 FAR_Z_HIGH = 6.0  # robust z of kNN distance where that evidence is full
-# weight of kNN evidence on labelled boxes (wrong class, bad box, spurious). At 1.0 it ranked
-# clean-but-unusual boxes high on the demo world (val AP flip 0.67, shift 0.06, spawn 0.23); at
-# 0.25 it still lifts flips the model memorised in train (train flip AP 0.84 vs 0.82 at 0) and val
-# AP is 0.83, 0.17, 0.98. The kNN look-alike evidence for missing labels keeps full weight.
+# weight of kNN evidence on labelled boxes (bad box, spurious). At 1.0 it ranked clean but unusual
+# boxes high on the demo world (val AP shift 0.06, spawn 0.23; 0.17 and 0.98 at 0.25). The kNN
+# look-alike evidence for missing labels keeps full weight.
 GT_KNN_WEIGHT = 0.25
-# the same weight in wrong class alone. The model's class margin max(0, q_other - q_same) ranks
-# flips better than the neighbours' labels do: demo world val flip AP 0.89 at 0, 0.88 at 0.1,
-# 0.84 at 0.25 (train 0.85, 0.85, 0.86, where the model memorised some flipped labels)
+# the same weight in wrong class. The model's class margin max(0, q_other - q_same) ranks flips
+# better than the neighbours' labels do: demo world val flip AP 0.89 at 0, 0.88 at 0.1, 0.84 at
+# 0.25 (train 0.85, 0.85, 0.86: there the model memorised some flipped labels)
 CLASS_KNN_WEIGHT = 0.1
 ATYPICAL_WEIGHT = 0.45  # weight of box-feature atypicality in bad-box (< 0.5: never flags alone)
 LOSS_BOOST = 0.3  # at most this share of the remaining gap is added for a high-loss image
