@@ -14,6 +14,7 @@ from tests.builders import boxes_frame, empty_boxes, gt, pred, random_scene, sam
 
 BOX = (100, 100, 200, 200)
 GT_ISSUES = ("wrong_class", "bad_box", "spurious")
+BOX_ISSUES_ALL = (*BOX_ISSUES, "group_box")  # every issue score a box can carry
 
 
 def _scores(rows, features=None, samples=None, **kw) -> pd.DataFrame:
@@ -364,6 +365,30 @@ def test_score_samples_rolls_up_box_issues_by_noisy_or(rows, ids, expected_score
     assert [list(f) for f in out["flagged_issues"]] == expected_flags
     if rows:
         assert out.loc["s0", "bad_box_score"] == 0.7 and out.loc["s0", "missing_score"] == 0.6
+
+
+@settings(max_examples=25, deadline=None)
+@given(scores=st.lists(st.tuples(st.integers(0, 3), st.sampled_from(BOX_ISSUES_ALL),
+                                  st.floats(0, 1)), max_size=20))
+def test_sample_score_bounds_every_issue_score_and_never_exceeds_one(scores):
+    """The roll-up is at least each issue's worst box and at most 1; raising one box's score never
+    lowers it."""
+    rows = [{"sample_id": f"s{s}", f"{issue}_score": v} for s, issue, v in scores]
+    frame = pd.DataFrame(rows, columns=["sample_id", *(f"{i}_score" for i in BOX_ISSUES_ALL)])
+    frame.index = [f"b{i}" for i in range(len(frame))]
+    samples = samples_frame([f"s{i}" for i in range(4)])
+    out = score_samples(frame, samples)
+    issue_max = out[[f"{i}_score" for i in BOX_ISSUES_ALL]].max(axis=1)
+    has = issue_max.notna()
+    assert (out.loc[has, "mistakenness_score"] >= issue_max[has] - 1e-12).all()
+    assert (out.loc[has, "mistakenness_score"] <= 1.0).all()
+    assert out.loc[~has, "mistakenness_score"].isna().all()
+    if len(frame):
+        raised = frame.copy()
+        col = f"{scores[0][1]}_score"
+        raised.iloc[0, raised.columns.get_loc(col)] = 1.0
+        again = score_samples(raised, samples)["mistakenness_score"].fillna(-1)
+        assert (again >= out["mistakenness_score"].fillna(-1) - 1e-12).all()
 
 
 def test_score_samples_uses_partial_labels_from_the_samples_frame():
