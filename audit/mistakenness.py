@@ -407,14 +407,11 @@ def score_samples(box_scores: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFra
             for sid in hit:
                 flags[sid].append("partial_labels")
     box_cols = [f"{i}_score" for i in BOX_ISSUES if f"{i}_score" in out.columns]
-    other_cols = [c for c in out.columns if c.endswith("_score") and c not in box_cols]
-    parts = list(other_cols)
+    parts = [out[c] for c in out.columns if c.endswith("_score") and c not in box_cols]
     if box_cols:
         box = out[box_cols]
-        any_box = 1.0 - (1.0 - box.fillna(0.0)).prod(axis=1)
-        out["_box_any"] = any_box.where(box.notna().any(axis=1))
-        parts.append("_box_any")
-    out["mistakenness_score"] = out[parts].max(axis=1, skipna=True) if parts else np.nan
-    out = out.drop(columns="_box_any", errors="ignore")
+        any_box = noisy_or(*(box[c].to_numpy(float) for c in box_cols))
+        parts.append(pd.Series(any_box, index=out.index).where(box.notna().any(axis=1)))
+    out["mistakenness_score"] = pd.concat(parts, axis=1).max(axis=1) if parts else np.nan
     out["flagged_issues"] = [sorted(v) for v in flags.to_numpy()]
     return out
