@@ -30,7 +30,8 @@ from audit.insights import (
     low_performance_insights,
     overfit_insights,
 )
-from audit.mistakenness import score_boxes, score_samples
+from audit.mistakenness import score_boxes
+from audit.rollup import score_samples
 
 
 @dataclass

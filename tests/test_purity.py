@@ -20,6 +20,7 @@ PURE_MODULES = (
     "audit.metadata",
     "audit.mistakenness",
     "audit.inconsistency",
+    "audit.rollup",
     "audit.clusters",
     "audit.insights",
     "audit.correlations",

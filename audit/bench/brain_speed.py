@@ -65,7 +65,8 @@ def compare_with_brain(size: str, *, progress: bool) -> tuple[pd.DataFrame, str,
 def _ours(ds: Any) -> dict[str, float]:
     """Seconds of our bulk frame reads and of our box + sample mistakenness."""
     from audit.data import store
-    from audit.mistakenness import score_boxes, score_samples
+    from audit.mistakenness import score_boxes
+    from audit.rollup import score_samples
 
     t = time.perf_counter()
     samples, _ = store.samples_frame(ds)

@@ -175,7 +175,8 @@ def _stage_factories() -> dict[str, Callable[[_Inputs], Callable[[], Any]]]:
     from audit import pipeline
     from audit.inconsistency import score_inconsistency
     from audit.metadata import sample_metadata
-    from audit.mistakenness import score_boxes, score_samples
+    from audit.mistakenness import score_boxes
+    from audit.rollup import score_samples
 
     def mistakenness(x: _Inputs) -> Any:
         scores, _ = score_boxes(x.boxes, x.box_features, x.samples)
