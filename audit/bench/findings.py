@@ -31,7 +31,6 @@ split, merge AUROC >= 0.90, image AP >= 1.3x the better peer's.
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,19 +123,11 @@ def bench_findings(size: str = "full", out: str | Path | None = None, *, seed: i
 
 
 def _world(size: str, seed: int = C.SEED) -> Path:
-    """The benchmark's demo world under AUDIT_HOME, generated once (atomically)."""
-    from audit.world.generate import WORLD_VERSION, generate_world, world_version
+    """The benchmark's world under AUDIT_HOME, drawn once per generator version."""
+    from audit.world.generate import current_world
 
-    root = C.AUDIT_HOME / "bench" / (f"world-{size}" if seed == C.SEED else
-                                     f"world-{size}-seed{seed}")
-    if world_version(root) == str(WORLD_VERSION):  # else absent or drawn by another generator
-        return root
-    tmp = root.with_name(root.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    generate_world(tmp, seed=seed, **SIZES[size])
-    shutil.rmtree(root, ignore_errors=True)
-    tmp.rename(root)
-    return root
+    name = f"world-{size}" if seed == C.SEED else f"world-{size}-seed{seed}"
+    return current_world(C.AUDIT_HOME / "bench" / name, seed=seed, **SIZES[size])
 
 
 def _dataset(world: Path, *, progress: bool):

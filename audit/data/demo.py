@@ -33,12 +33,9 @@ def demo_world(*, progress: bool = True) -> Path:
     """The demo world folder under ``C.AUDIT_HOME``, generated (default size, seed) if absent or
     written by another version of the generator (the committed checkpoint was trained on this
     version's world)."""
-    from audit.world.generate import WORLD_VERSION, generate_world, world_version
+    from audit.world.generate import current_world
 
-    world = Path(C.AUDIT_HOME) / DEMO_WORLD_DIR
-    if world_version(world) != str(WORLD_VERSION):
-        generate_world(world, seed=C.SEED, progress=progress)
-    return world
+    return current_world(Path(C.AUDIT_HOME) / DEMO_WORLD_DIR, seed=C.SEED, progress=progress)
 
 
 def _is_current(ds: fo.Dataset, checkpoint_sha: str) -> bool:

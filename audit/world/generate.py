@@ -190,6 +190,19 @@ def _check_args(out: Path, n_images: int, noise_rate: float) -> None:
                          "overwrite it")
 
 
+def current_world(out: Path, *, seed: int, progress: bool = True, **kwargs) -> Path:
+    """``out`` itself when it holds a world of this generator version (``WORLD_VERSION``), else
+    a world drawn there by :func:`generate_world` with ``seed`` and ``kwargs``; returns ``out``.
+
+    A world written by another version is redrawn: a checkpoint trained on one version's world
+    must not be paired silently with another's.
+    """
+    out = Path(out)
+    if world_version(out) != str(WORLD_VERSION):
+        generate_world(out, seed=seed, progress=progress, **kwargs)
+    return out
+
+
 def world_version(world: Path) -> str | None:
     """The generator version (``WORLD_VERSION``) a world folder was written by; None when the
     folder holds no readable world or one written before worlds carried a version."""
