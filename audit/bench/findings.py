@@ -78,7 +78,9 @@ class FindingsReport:
         img = self.images.set_index(["split", "method"])
         return "\n\n".join([
             "Box level (higher = better; NaN: see reason)",
-            box.to_string(**fmt), "Image level", img.to_string(**fmt), "Targets",
+            box.to_string(**fmt),
+            "Image level (images whose only departure from the clean labels is a book convention "
+            "left out)", img.to_string(**fmt), "Targets",
             self.targets.to_string(index=False)])
 
 
@@ -181,8 +183,8 @@ def score_world(dataset, world: Path, *, progress: bool = True) -> FindingsRepor
     noise = read_noise(world / "noise.csv")
     conventions = convention_rows(noise, {s: coco[s, ""] for s in C.SPLITS},
                                   {s: coco[s, "_clean"] for s in C.SPLITS})
-    truth_boxes = box_truth(pd.concat([noise, conventions], ignore_index=True), gt,
-                            located[located["source"] == "pred"])
+    noise = pd.concat([noise, conventions], ignore_index=True)
+    truth_boxes = box_truth(noise, gt, located[located["source"] == "pred"])
     truth_images = image_truth(noise, images)
 
     ours = run_all(samples, embeddings, boxes, box_features)

@@ -9,8 +9,10 @@ boxes ';'-joined when one error involves several (a merge).
 
 Shelf images also carry a labelling *convention* that is no injected error: books boxed per group,
 or some books left unlabelled. Those boxes are neither errors nor clean labels, so they are left
-out of every box-level evaluation (see :func:`convention_rows`); image-level truth counts only
-injected errors.
+out of every box-level evaluation (see :func:`convention_rows`), and an image whose only
+departure from the clean labels is its convention is left out of the image-level evaluation:
+flagging its group boxes or unlabelled books is a finding the auditor is meant to make (label
+inconsistency), not a false alarm, and it holds no injected error either.
 
 Truth per box, for each error type separately:
 
@@ -22,7 +24,8 @@ Truth per box, for each error type separately:
   another error (a flipped, shifted or merged object) or of a book unlabelled by convention are
   left out; all others are negatives.
 
-Truth per image: the image holds at least one injected error.
+Truth per image: the image holds at least one injected error (positive), or no departure from
+its clean labels at all (negative).
 """
 
 from __future__ import annotations
@@ -229,17 +232,25 @@ def image_truth(noise: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     """Truth per image: does it hold at least one injected error.
 
     Args:
-        noise: as returned by :func:`read_noise`.
+        noise: as returned by :func:`read_noise`, optionally with :func:`convention_rows`
+            appended: an image named only by convention rows is left out (neither positive nor
+            negative, as its boxes are at box level).
         images: one row per image: ``sample_id``, ``split``, ``image_id`` (COCO image id).
 
     Returns:
-        Frame indexed by ``sample_id`` with ``split`` and ``has_error`` (bool).
+        Frame indexed by ``sample_id`` with ``split`` and ``has_error`` (bool), one row per
+        image that is not left out.
 
     Example:
         >>> image_truth(noise, images)["has_error"].mean()  # doctest: +SKIP
     """
-    noise = noise[noise["error_type"].isin(ERROR_TYPES)]
-    erred = set(zip(noise["split"], noise["image_id"].astype(int), strict=True))
-    has = [(s, int(i)) in erred for s, i in zip(images["split"], images["image_id"], strict=True)]
-    return pd.DataFrame({"split": images["split"].to_numpy(), "has_error": has},
-                        index=pd.Index(images["sample_id"], name="sample_id"))
+    def keys(rows: pd.DataFrame) -> set[tuple[str, int]]:
+        return set(zip(rows["split"], rows["image_id"].astype(int), strict=True))
+
+    erred = keys(noise[noise["error_type"].isin(ERROR_TYPES)])
+    convention = keys(noise[noise["error_type"] == "convention"]) - erred
+    key = list(zip(images["split"], images["image_id"].astype(int), strict=True))
+    keep = np.array([k not in convention for k in key], bool)
+    return pd.DataFrame({"split": images["split"].to_numpy()[keep],
+                         "has_error": np.array([k in erred for k in key], bool)[keep]},
+                        index=pd.Index(images["sample_id"].to_numpy()[keep], name="sample_id"))

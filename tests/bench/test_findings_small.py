@@ -126,9 +126,18 @@ def test_convention_boxes_are_left_out(noise):
     assert truth.empty
     images = pd.DataFrame({"sample_id": ["a", "b", "c"], "split": ["train"] * 3,
                            "image_id": [1, 3, 4]})
+    assert image_truth(noise, images)["has_error"].tolist() == [True, False, False]
     has = image_truth(pd.concat([noise, conv], ignore_index=True), images)["has_error"]
-    assert has.tolist() == [True, False, False]
+    assert has.to_dict() == {"a": True, "c": False}  # b: only its convention departs
 
+
+
+def test_an_image_with_a_convention_and_an_injected_error_stays_positive(noise):
+    images = pd.DataFrame({"sample_id": ["a", "c"], "split": ["train"] * 2, "image_id": [1, 4]})
+    conv = pd.DataFrame([{**{c: None for c in noise.columns}, "split": "train", "image_id": i,
+                          "error_type": "convention"} for i in (1, 4)])
+    has = image_truth(pd.concat([noise, conv], ignore_index=True), images)["has_error"]
+    assert has.to_dict() == {"a": True}
 
 def test_ranked_puts_unscored_last_and_precision_at_k():
     assert ranked(np.array([0.2, np.nan, 0.0])).tolist() == [0.2, -1.0, 0.0]
