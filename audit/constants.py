@@ -95,6 +95,8 @@ CLUSTER_SILHOUETTE_MAX = 4000  # points (seeded subsample) on which k is chosen 
 PROJECTION_KNN = 5  # neighbours (PCA space) that place points left out of a t-SNE fit
 RECALL_CONF = 0.25  # a prediction at least this confident counts when measuring recall
 INSIGHT_MAX_SAMPLES = 1000  # sample ids kept per insight (highest loss first)
+GAP_NEIGHBOURS = 10  # nearest train images (PCA space) an image's loss is read against
+GAP_MAX_REFERENCE = 20_000  # train images searched for look-alikes (seeded subsample beyond, speed)
 
 # --- review ------------------------------------------------------------------------------------
 REVIEW_ACTIONS = ("confirm", "fix_class", "delete", "accept_prediction", "relabel", "undo")

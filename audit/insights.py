@@ -161,9 +161,10 @@ def imbalance_insights(
         heavy = r.share > p0
         logit = lambda x: math.log(min(max(x, 0.01), 0.99) / (1 - min(max(x, 0.01), 0.99)))  # noqa: E731
         sev = min(1.0, abs(logit(r.share) - logit(p0)) / 4)
+        gap = _val_gap(samples, f["cluster"] == c)
         if heavy:
             tail = (f"Its {n_val} val images under-measure how the model does on it: move or add "
-                    "val images like these.")
+                    f"val images like these.{gap['text']}")
         else:
             tail = "The model trains on few images like these: add training images of this kind."
         sentence = (f"Cluster {c} is {'train' if heavy else 'val'}-heavy: {round(100 * r.share)} % "
@@ -179,8 +180,31 @@ def imbalance_insights(
                       "data": [{"split": s, "kind": k, "images": v} for s, k, v in (
                           ("train", "observed", int(r.n_train)), ("val", "observed", n_val),
                           ("train", "expected", p0 * r.n), ("val", "expected", (1 - p0) * r.n))]},
-            stats={"p": r.p, "p_holm": r.p_holm, "train_share": r.share, "dataset_share": p0},
+            stats={"p": r.p, "p_holm": r.p_holm, "train_share": r.share, "dataset_share": p0,
+                   "val_neighbour_loss_ratio": gap["cluster"],
+                   "dataset_val_neighbour_loss_ratio": gap["dataset"]},
         ))
+    return out
+
+
+def _val_gap(samples: pd.DataFrame, in_cluster: pd.Series) -> dict:
+    """Median ``neighbour_loss_ratio`` of a cluster's val images and of all val, and a sentence
+    (empty without the column or val ratios)."""
+    out = {"cluster": np.nan, "dataset": np.nan, "text": ""}
+    if "neighbour_loss_ratio" not in samples:
+        return out
+    ratio = pd.to_numeric(samples["neighbour_loss_ratio"], errors="coerce").to_numpy(float)
+    val = (samples["split"].astype(str) == "val").to_numpy() & np.isfinite(ratio)
+    mine = val & np.asarray(in_cluster, bool)
+    if not mine.any():
+        return out
+    out["cluster"], out["dataset"] = float(np.median(ratio[mine])), float(np.median(ratio[val]))
+    out["text"] = (f" Those val images lose a median {out['cluster']:.1f}x the loss of their "
+                   f"{C.GAP_NEIGHBOURS} nearest train images ({out['dataset']:.1f}x over all val)")
+    if out["cluster"] >= C.OVERFIT_RATIO * out["dataset"]:
+        out["text"] += (": the model fits images of this kind in train far better than it "
+                        "generalises to them, a sign of overfitting")
+    out["text"] += "."
     return out
 
 

@@ -23,6 +23,7 @@ from audit import clusters as CL
 from audit import constants as C
 from audit.correlations import curve_insights, metadata_insights
 from audit.frames import check_boxes, check_features, require_columns, xyxy
+from audit.generalisation import neighbour_loss_ratio
 from audit.inconsistency import convention_insights, score_inconsistency
 from audit.insights import (
     Insight,
@@ -40,8 +41,9 @@ class AuditResult:
 
     Attributes:
         samples: indexed by ``sample_id``: ``<issue>_score`` per issue, ``mistakenness_score``
-            (max over issues; higher = more likely to hold a label error, NaN = nothing applies),
-            ``flagged`` (list of issue names), ``cluster`` (int), ``proj_<method>_x`` / ``_y``.
+            (:func:`audit.rollup.score_samples`; higher = more likely to hold a label error, NaN =
+            nothing applies), ``flagged`` (list of issue names), ``cluster`` (int),
+            ``neighbour_loss_ratio`` (:mod:`audit.generalisation`), ``proj_<method>_x`` / ``_y``.
         boxes: one row per box with ``box_id``, ``sample_id``, ``source``, ``label``,
             ``<issue>_score``, ``is_<issue>_issue`` and ``suggested_label``.
         insights: the findings, most severe first.
@@ -157,7 +159,7 @@ def run_all(
     """
     emb = _check(samples, embeddings, boxes, box_features)
     stale = [c for c in samples.columns if str(c).endswith("_score") or str(c).startswith(
-        ("is_", "proj_")) or c in ("cluster", "flagged", "mistakenness")]
+        ("is_", "proj_")) or c in ("cluster", "flagged", "mistakenness", "neighbour_loss_ratio")]
     samples = samples.drop(columns=stale)  # a re-score starts from the inputs, not old scores
     samples.index = samples.index.astype(str)
     timings: dict[str, float] = {}
@@ -177,6 +179,11 @@ def run_all(
         timings[f"projection_{method}_s"] = time.perf_counter() - t
         out[f"proj_{method}_x"], out[f"proj_{method}_y"] = xy[:, 0], xy[:, 1]
         stages.update(1)
+    t = time.perf_counter()
+    ratio = neighbour_loss_ratio(reduced, samples["loss"], samples["split"], seed=seed)
+    out["neighbour_loss_ratio"] = ratio
+    samples = samples.assign(neighbour_loss_ratio=ratio)
+    timings["neighbour_loss_ratio_s"] = time.perf_counter() - t
     t = time.perf_counter()
     labels = CL.cluster(emb, n_clusters=n_clusters, seed=seed, reduced=reduced)
     out["cluster"] = labels

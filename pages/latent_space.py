@@ -15,8 +15,9 @@ GALLERY_MAX = 12  # images shown for a selection
 
 def _field_options(table: pd.DataFrame) -> tuple[list[str], list[str]]:
     """(colour fields, numeric size fields) available in the table."""
-    numeric = [c for c in ("loss", "loss_box", "loss_cls", "loss_dfl", "mistakenness",
-                           "median_box_area", "n_objects", "occlusion_mean_iou") if c in table]
+    numeric = [c for c in ("loss", "loss_box", "loss_cls", "loss_dfl", "neighbour_loss_ratio",
+                           "mistakenness", "median_box_area", "n_objects", "occlusion_mean_iou")
+               if c in table]
     numeric += [c for c in table.columns if c.startswith("count_")]
     numeric += [c for c in table.columns if c.endswith("_score")]
     return ["split", "cluster", *numeric], numeric

@@ -40,8 +40,9 @@ def test_run_all_returns_every_part(result, frames):
     assert isinstance(result, AuditResult)
     assert result.samples.index.equals(frames.samples.index.astype(str))
     for col in ("mistakenness_score", "flagged", "cluster", "proj_pca_x", "proj_pca_y",
-                "partial_labels_score", *BOX_SCORES):
+                "partial_labels_score", "neighbour_loss_ratio", *BOX_SCORES):
         assert col in result.samples.columns, col
+    assert (result.samples["neighbour_loss_ratio"].dropna() > 0).all()
     assert "proj_tsne_x" not in result.samples.columns  # only the projections asked for
     assert result.samples["cluster"].dtype == np.int64
     assert np.isfinite(result.samples[["proj_pca_x", "proj_pca_y"]]).all().all()

@@ -22,6 +22,7 @@ PURE_MODULES = (
     "audit.inconsistency",
     "audit.rollup",
     "audit.clusters",
+    "audit.generalisation",
     "audit.insights",
     "audit.correlations",
     "audit.pipeline",

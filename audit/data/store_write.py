@@ -42,7 +42,7 @@ def _write_samples(ds: fo.Dataset, frame: pd.DataFrame) -> dict[str, NDArray[np.
     """Write score, cluster, flag and projection columns of a samples frame; returns projections."""
     ids = [str(i) for i in frame.index]
     cols = [c for c in frame.columns if str(c).endswith("_score")
-            or str(c) in ("cluster", "mistakenness")]
+            or str(c) in ("cluster", "mistakenness", "neighbour_loss_ratio")]
     for col in cols:
         ds.set_values(str(col), dict(zip(ids, (_cell(v) for v in frame[col]), strict=True)),
                       key_field="id")
@@ -113,11 +113,12 @@ def _register_projections(ds: fo.Dataset, projections: dict[str, NDArray[np.floa
 def write_audit_result(ds: fo.Dataset, result: Any) -> None:
     """Store an :class:`audit.pipeline.AuditResult` in the dataset, in bulk.
 
-    Sample fields ``<issue>_score``, ``cluster``, ``mistakenness``, ``flagged`` (list of issue
-    names), ``proj_<method>`` ([x, y]); detection attributes ``<issue>_score`` and
-    ``suggested_label`` (higher score = more likely wrong, None = does not apply);
-    ``info["audit"]``: ``insights``, ``clusters``, ``classes``, ``timings``, ``scored_at``; saved
-    views ``flagged`` / ``flagged-<issue>``; Brain visualizations ``latent_<method>``.
+    Sample fields ``<issue>_score``, ``cluster``, ``mistakenness``, ``neighbour_loss_ratio``,
+    ``flagged`` (list of issue names), ``proj_<method>`` ([x, y]); detection attributes
+    ``<issue>_score`` and ``suggested_label`` (higher score = more likely wrong, None = does not
+    apply); ``info["audit"]``: ``insights``, ``clusters``, ``classes``, ``timings``,
+    ``scored_at``; saved views ``flagged`` / ``flagged-<issue>``; Brain visualizations
+    ``latent_<method>``.
 
     Args:
         ds: the ingested dataset.

@@ -28,7 +28,8 @@ ISSUE_THRESHOLDS = {  # score at or above which a box counts as flagged for that
 _MISTAKENNESS_FIELDS = ("mistakenness_score", "mistakenness")  # brief vs architecture spelling
 _FLAGGED_FIELDS = ("flagged_issues", "flagged")
 _NUMERIC_FIELDS = ("loss", "loss_box", "loss_cls", "loss_dfl", "n_objects", "median_box_area",
-                   "min_box_area", "occlusion_mean_iou", "occlusion_max_ios", "crowd_fraction")
+                   "min_box_area", "occlusion_mean_iou", "occlusion_max_ios", "crowd_fraction",
+                   "neighbour_loss_ratio")
 BOX_COLUMNS = ["box_id", "source", "x1", "y1", "x2", "y2", "label", "confidence",
                "suggested_label", *(f"{i}_score" for i in BOX_ISSUES), "flagged_issue",
                "flag_score"]
