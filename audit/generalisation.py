@@ -18,6 +18,7 @@ subsample beyond that, to bound the time on 100k samples).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 from sklearn.neighbors import NearestNeighbors
 
@@ -79,3 +80,41 @@ def neighbour_loss_ratio(
     reference = np.median(np.log(loss[rows]), axis=1)
     out[query] = np.exp(np.log(loss[query]) - reference)
     return out
+
+
+def gap_by_cluster(samples: pd.DataFrame, column: str = "neighbour_loss_ratio") -> pd.DataFrame:
+    """Median neighbour loss ratio per cluster and split: where val images fare worst against
+    their look-alikes in train.
+
+    Args:
+        samples: frame with ``cluster``, ``split`` and ``column``.
+        column: the ratio column.
+
+    Returns:
+        Frame with ``cluster`` (str), ``split``, ``median_ratio``, ``q25``, ``q75`` and
+        ``images`` (with a finite ratio), clusters ordered by their val median, highest first;
+        empty when the columns are missing or no ratio is finite.
+
+    Example:
+        >>> frame = pd.DataFrame({"cluster": [0, 0, 1], "split": ["train", "val", "val"],
+        ...                       "neighbour_loss_ratio": [1.0, 2.0, 1.0]})
+        >>> gap_by_cluster(frame)[["cluster", "split", "median_ratio"]].values.tolist()
+        [['0', 'train', 1.0], ['0', 'val', 2.0], ['1', 'val', 1.0]]
+    """
+    columns = ["cluster", "split", "median_ratio", "q25", "q75", "images"]
+    if not {"cluster", "split", column} <= set(samples.columns):
+        return pd.DataFrame(columns=columns)
+    ratio = pd.to_numeric(samples[column], errors="coerce")
+    frame = pd.DataFrame({"cluster": samples["cluster"].astype(str),
+                          "split": samples["split"].astype(str), "ratio": ratio})
+    frame = frame[np.isfinite(frame["ratio"])]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    out = frame.groupby(["cluster", "split"])["ratio"].agg(
+        median_ratio="median", q25=lambda x: x.quantile(0.25), q75=lambda x: x.quantile(0.75),
+        images="size").reset_index()
+    val = out[out["split"] == "val"].set_index("cluster")["median_ratio"]
+    order = {c: i for i, c in enumerate(val.sort_values(ascending=False, kind="stable").index)}
+    out["_order"] = out["cluster"].map(order).fillna(len(order))
+    return out.sort_values(["_order", "cluster", "split"], kind="stable").drop(columns="_order") \
+        .reset_index(drop=True)[columns]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from audit import constants as C
 from audit.correlations import LOSS_NAMES, loss_curve, metadata_columns
+from audit.generalisation import gap_by_cluster
 from audit.ui import cache, charts
 from audit.ui.common import require_dataset, shown_errors
 from audit.ui.state import TriageFilter, get_state
@@ -104,11 +106,42 @@ def _curves(name: str) -> None:
                    + ", ".join(f"{s} {r:+.2f}" for s, r in rho.items()))
 
 
+def _gap(name: str) -> None:
+    """Per cluster, val images' loss against their nearest train images', and a hand-off."""
+    table = cache.table(name)
+    per_cluster = gap_by_cluster(table)
+    if per_cluster.empty:
+        st.info("No image has a neighbour loss ratio: score the dataset (python -m audit score).")
+        return
+    with shown_errors("Drawing the generalisation gap"):
+        st.altair_chart(charts.bar_chart(per_cluster, x="cluster", y="median_ratio",
+                                         color="split"), width="stretch")
+        val = table[(table["split"] == "val") & table["neighbour_loss_ratio"].notna()]
+        st.caption(
+            f"Median of each image's loss over the median loss of its {C.GAP_NEIGHBOURS} nearest "
+            "train images in the embedding, per cluster (clusters by their val median, highest "
+            "first). 1.0: the model does as well as on its look-alikes in train; a cluster whose "
+            "val images sit well above its train images is one the model fits better than it "
+            f"generalises to. All val: median {val['neighbour_loss_ratio'].median():.2f}.")
+        limit = st.number_input("Val images at least this many times their look-alikes' loss",
+                                min_value=1.0, value=float(C.OVERFIT_RATIO), step=0.25,
+                                key="insights_gap_limit")
+        ids = tuple(val.index[val["neighbour_loss_ratio"] >= limit].astype(str))
+        if st.button(f"Review these {len(ids)} val images in triage", key="insights_gap_triage",
+                     disabled=not ids):
+            get_state().set_triage(TriageFilter(
+                sample_ids=ids, source=f"val images >= {limit:g}x their train look-alikes' loss"))
+            st.switch_page("pages/triage.py")
+
+
 name = require_dataset()
 st.title("Insights")
 if st.toggle("Loss vs metadata (box area, objects per image, ...)", value=True,
              key="insights_show_curves"):
     _curves(name)
+if st.toggle("Generalisation gap per cluster (val vs train look-alikes)", value=True,
+             key="insights_show_gap"):
+    _gap(name)
 items = cache.insights(name, cache.version(name))
 url = get_state().fiftyone_url
 if url:

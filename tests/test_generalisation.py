@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit.generalisation import neighbour_loss_ratio
+from audit.generalisation import gap_by_cluster, neighbour_loss_ratio
 
 
 def _two_kinds(val_loss: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -86,3 +87,22 @@ def test_ratio_does_not_depend_on_the_loss_scale(n: int, scale: float, seed: int
     b = neighbour_loss_ratio(z, loss * scale, split, k=3)
     assert np.allclose(a, b, equal_nan=True)
     assert (a[np.isfinite(a)] > 0).all()
+
+
+def test_gap_by_cluster_orders_clusters_by_their_val_median() -> None:
+    frame = pd.DataFrame({"cluster": [0, 0, 1, 1, 1, 2], "split": ["train", "val", "train",
+                                                                   "val", "val", "train"],
+                          "neighbour_loss_ratio": [1.0, 1.1, 0.9, 2.0, np.nan, 1.0]})
+    out = gap_by_cluster(frame)
+    assert out[["cluster", "split"]].values.tolist() == [
+        ["1", "train"], ["1", "val"], ["0", "train"], ["0", "val"], ["2", "train"]]
+    assert out.loc[1, "median_ratio"] == 2.0 and out.loc[1, "images"] == 1  # NaN left out
+
+
+@pytest.mark.parametrize("frame", [
+    pd.DataFrame({"cluster": [0], "split": ["val"]}),
+    pd.DataFrame({"cluster": [0], "split": ["val"], "neighbour_loss_ratio": [np.nan]}),
+])
+def test_gap_by_cluster_without_ratios_is_empty(frame) -> None:
+    out = gap_by_cluster(frame)
+    assert out.empty and "median_ratio" in out.columns

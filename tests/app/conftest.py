@@ -60,6 +60,7 @@ def _sample(fo, k: int, folder: Path, rng: np.random.Generator):
         ground_truth=fo.Detections(detections=gt), predictions=fo.Detections(detections=pred),
         loss=1.0 + 0.1 * k, loss_box=0.5, loss_cls=0.3 + 0.1 * k, loss_dfl=0.2, n_objects=2,
         median_box_area=0.1 + 0.005 * k, occlusion_mean_iou=0.0,
+        neighbour_loss_ratio=0.8 + 0.05 * k,
         class_counts={"cup": 2}, cluster=k % 2, proj_pca=[float(xy[0]), float(xy[1])],
         proj_umap=[float(xy[1]), float(xy[0])], wrong_class_score=wrong, bad_box_score=0.1,
         missing_score=0.7 if k % 4 == 0 else 0.0, spurious_score=0.05, group_box_score=np.nan,

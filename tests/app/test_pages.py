@@ -127,6 +127,27 @@ def test_insights_loss_curve_section(app_dataset):
     assert not at.exception and any("Spearman rho" in c.value for c in at.caption)
 
 
+
+def test_insights_generalisation_gap_section_hands_val_images_to_triage(app_dataset):
+    at = _open(app_dataset, "pages/insights.py")
+    assert any("nearest train images" in c.value for c in at.caption)
+    at.number_input(key="insights_gap_limit").set_value(1.0).run()
+    button = at.button(key="insights_gap_triage")
+    assert not button.disabled
+    button.click().run()
+    assert not at.exception
+    state = at.session_state["app_state"]
+    assert state.triage.sample_ids and "look-alikes" in state.triage.source
+
+
+def test_insights_gap_section_without_ratios_says_so(fresh_dataset):
+    import fiftyone as fo
+
+    fo.load_dataset(fresh_dataset).delete_sample_field("neighbour_loss_ratio")
+    at = _open(fresh_dataset, "pages/insights.py")
+    assert not at.exception
+    assert any("No image has a neighbour loss ratio" in i.value for i in at.info)
+
 def _current_boxes(at: AppTest, dataset: str):
     """Boxes of the sample the triage page shows."""
     from audit.data import store, views
