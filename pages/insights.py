@@ -81,6 +81,16 @@ def _card(name: str, i: int, item: dict) -> None:
                 _open_in_fiftyone(name, ids)
 
 
+def _curve_losses(items: list[dict]) -> dict[str, str]:
+    """Metadata column -> the loss its curve card found the trend on."""
+    out = {}
+    for item in items:
+        evidence = item.get("evidence") if item.get("kind") == "curve" else None
+        if isinstance(evidence, dict) and evidence.get("column") and evidence.get("loss"):
+            out.setdefault(str(evidence["column"]), str(evidence["loss"]))
+    return out
+
+
 def _curves(name: str) -> None:
     """Loss vs any metadata column, per split, in quantile bins, with Spearman's rho."""
     table = cache.table(name)
@@ -92,7 +102,10 @@ def _curves(name: str) -> None:
     left, right = st.columns(2)
     default = columns.index("median_box_area") if "median_box_area" in columns else 0
     column = left.selectbox("Metadata", columns, index=default, key="insights_curve_column")
-    loss = right.selectbox("Loss", losses, format_func=LOSS_NAMES.get, key="insights_curve_loss")
+    found = _curve_losses(cache.insights(name, cache.version(name)))  # the loss a card names
+    loss = right.selectbox("Loss", losses, format_func=LOSS_NAMES.get, key="insights_curve_loss",
+                           index=losses.index(found[column]) if found.get(column) in losses
+                           else 0)
     with shown_errors("Drawing the curve"):
         curve = loss_curve(table, column, loss=loss)
         if curve.empty:
@@ -115,7 +128,7 @@ def _gap(name: str) -> None:
         return
     with shown_errors("Drawing the generalisation gap"):
         st.altair_chart(charts.bar_chart(per_cluster, x="cluster", y="median_ratio",
-                                         color="split"), width="stretch")
+                                         color="split", keep_order=True), width="stretch")
         val = table[(table["split"] == "val") & table["neighbour_loss_ratio"].notna()]
         st.caption(
             f"Median of each image's loss over the median loss of its {C.GAP_NEIGHBOURS} nearest "

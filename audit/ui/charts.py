@@ -167,9 +167,12 @@ def selected_ids(frame: pd.DataFrame, selection: dict | None, *, x: str, y: str)
 
 
 def bar_chart(data: pd.DataFrame, *, x: str, y: str, color: str | None = None,
-              title: str = "") -> alt.Chart:
-    """Grouped bar chart (e.g. train vs val counts per cluster)."""
-    enc = {"x": alt.X(f"{x}:N", title=x), "y": alt.Y(f"{y}:Q", title=y), "tooltip": list(data)}
+              title: str = "", keep_order: bool = False) -> alt.Chart:
+    """Grouped bar chart (e.g. train vs val counts per cluster); ``keep_order``: categories in
+    the data's order (upright labels) instead of sorted."""
+    axis = alt.X(f"{x}:N", title=x, sort=None, axis=alt.Axis(labelAngle=0)) if keep_order \
+        else alt.X(f"{x}:N", title=x)
+    enc = {"x": axis, "y": alt.Y(f"{y}:Q", title=y), "tooltip": list(data)}
     if color:
         enc["color"] = alt.Color(f"{color}:N", title=color)
         enc["xOffset"] = alt.XOffset(f"{color}:N")

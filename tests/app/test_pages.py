@@ -128,6 +128,24 @@ def test_insights_loss_curve_section(app_dataset):
 
 
 
+
+def test_insights_curve_opens_on_the_loss_its_card_found(fresh_dataset):
+    import fiftyone as fo
+
+    ds = fo.load_dataset(fresh_dataset)
+    info = ds.info
+    info["audit"]["insights"] = [{
+        "kind": "curve", "title": "Box loss vs median box area", "severity": 0.4,
+        "sentence": "Box loss rises with smaller median box area.", "cluster": None,
+        "label": None, "sample_ids": [], "stats": {},
+        "evidence": {"plot": "loss_curve", "column": "median_box_area", "loss": "loss_box",
+                     "data": []}}]
+    ds.info = info
+    ds.save()
+    at = _open(fresh_dataset, "pages/insights.py")
+    assert at.selectbox(key="insights_curve_column").value == "median_box_area"
+    assert at.selectbox(key="insights_curve_loss").value == "loss_box"
+
 def test_insights_generalisation_gap_section_hands_val_images_to_triage(app_dataset):
     at = _open(app_dataset, "pages/insights.py")
     assert any("nearest train images" in c.value for c in at.caption)
