@@ -115,15 +115,15 @@ def metadata_insights(
         loss = pd.to_numeric(samples.get("loss", pd.Series(0.0, index=samples.index)),
                              errors="coerce")
         ids = samples.index[inside][np.argsort(-loss.to_numpy(float)[inside], kind="stable")]
-        data = [{"metadata": str(col), "group": side, "mean": float(r[f"mean_{key}"])}
-                for col, r in eff.head(max_named).iterrows()
-                for side, key in ((f"cluster {c}", "in"), ("rest", "out"))]
+        # Cohen's d, not the means: columns on different scales (box area ~0.05, objects ~8)
+        data = [{"metadata": str(col), "cohens_d": float(r.d), f"mean in cluster {c}":
+                 float(r.mean_in), "mean in the rest": float(r.mean_out)}
+                for col, r in eff.head(max_named).iterrows()]
         out.append(Insight(
             kind="metadata", title=f"Cluster {c}: what sets it apart", sentence=sentence,
             cluster=c, severity=float(min(1.0, eff["d"].abs().max() / 3)),
             sample_ids=tuple(ids.astype(str)),
-            evidence={"plot": "metadata_bar", "x": "metadata", "y": "mean", "color": "group",
-                      "data": data},
+            evidence={"plot": "metadata_bar", "x": "metadata", "y": "cohens_d", "data": data},
             stats={"effect_sizes": eff.reset_index(names="column").to_dict(orient="records")},
         ))
     return out

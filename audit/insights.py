@@ -163,8 +163,9 @@ def imbalance_insights(
         sev = min(1.0, abs(logit(r.share) - logit(p0)) / 4)
         gap = _val_gap(samples, f["cluster"] == c)
         if heavy:
-            tail = (f"Its {n_val} val images under-measure how the model does on it: move or add "
-                    f"val images like these.{gap['text']}")
+            images = "val image under-measures" if n_val == 1 else "val images under-measure"
+            tail = (f"Its {n_val} {images} how the model does on it: move or add val images "
+                    f"like these.{gap['text']}")
         else:
             tail = "The model trains on few images like these: add training images of this kind."
         sentence = (f"Cluster {c} is {'train' if heavy else 'val'}-heavy: {round(100 * r.share)} % "
@@ -199,8 +200,10 @@ def _val_gap(samples: pd.DataFrame, in_cluster: pd.Series) -> dict:
     if not mine.any():
         return out
     out["cluster"], out["dataset"] = float(np.median(ratio[mine])), float(np.median(ratio[val]))
-    out["text"] = (f" Those val images lose a median {out['cluster']:.1f}x the loss of their "
-                   f"{C.GAP_NEIGHBOURS} nearest train images ({out['dataset']:.1f}x over all val)")
+    lose = "That val image loses" if mine.sum() == 1 else "Those val images lose a median"
+    out["text"] = (f" {lose} {out['cluster']:.1f}x the loss of the {C.GAP_NEIGHBOURS} train "
+                   f"images nearest to {'it' if mine.sum() == 1 else 'each'} in the embedding "
+                   f"({out['dataset']:.1f}x over all val)")
     if out["cluster"] >= C.OVERFIT_RATIO * out["dataset"]:
         out["text"] += (": the model fits images of this kind in train far better than it "
                         "generalises to them, a sign of overfitting")

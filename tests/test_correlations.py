@@ -91,6 +91,9 @@ def test_metadata_insight_names_the_column_that_differs():
     assert "objects per image" not in ins.sentence  # n_objects does not differ
     (effect,) = ins.stats["effect_sizes"]
     assert effect["column"] == "occlusion_mean_iou" and effect["d"] > 3
+    (bar,) = ins.evidence["data"]  # the plot shows d, comparable across columns' scales
+    assert ins.evidence["y"] == "cohens_d" and bar["cohens_d"] == pytest.approx(effect["d"])
+    assert bar["mean in cluster 2"] > bar["mean in the rest"]
     assert ins.severity == 1.0
     assert set(ins.sample_ids) == set(samples.index[labels == 2])
     json.dumps(ins.to_dict())

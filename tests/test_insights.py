@@ -154,18 +154,27 @@ def test_train_heavy_cluster_gives_an_imbalance_insight_naming_it():
 
 def test_train_heavy_card_reads_its_val_images_against_their_train_look_alikes():
     samples, labels = _clustered([60] * 5, [0.9, 0.7, 0.7, 0.7, 0.7], [1.0] * 5, [1.5] * 5)
-    assert "nearest train images" not in imbalance_insights(samples, labels)[0].sentence
+    assert "train images nearest" not in imbalance_insights(samples, labels)[0].sentence
     val = (samples["split"] == "val").to_numpy()
     ratio = np.where(val & (labels == 0), 2.4, np.where(val, 1.1, 1.0))
     (ins,) = imbalance_insights(samples.assign(neighbour_loss_ratio=ratio), labels)
-    assert (f"Those val images lose a median 2.4x the loss of their {C.GAP_NEIGHBOURS} nearest "
-            "train images (1.1x over all val): the model fits images of this kind in train far "
-            "better than it generalises to them") in ins.sentence
+    assert (f"Those val images lose a median 2.4x the loss of the {C.GAP_NEIGHBOURS} train "
+            "images nearest to each in the embedding (1.1x over all val): the model fits images "
+            "of this kind in train far better than it generalises to them") in ins.sentence
     assert ins.stats["val_neighbour_loss_ratio"] == pytest.approx(2.4)
     assert ins.stats["dataset_val_neighbour_loss_ratio"] == pytest.approx(1.1)
     ratio = np.where(val, 1.1, 1.0)  # val images like their look-alikes: described, no sign
     (ins,) = imbalance_insights(samples.assign(neighbour_loss_ratio=ratio), labels)
     assert "median 1.1x" in ins.sentence and "overfitting" not in ins.sentence
+
+
+def test_train_heavy_card_with_one_val_image_speaks_of_one():
+    samples, labels = _clustered([60] * 5, [59 / 60, 0.7, 0.7, 0.7, 0.7], [1.0] * 5, [1.5] * 5)
+    samples = samples.assign(neighbour_loss_ratio=0.8)
+    (ins,) = imbalance_insights(samples, labels)
+    assert "Its 1 val image under-measures how the model does" in ins.sentence
+    assert (f"That val image loses 0.8x the loss of the {C.GAP_NEIGHBOURS} train images nearest "
+            "to it") in ins.sentence
 
 def test_val_heavy_cluster_is_named_val_heavy():
     samples, labels = _clustered([60] * 7, [0.2] + [0.7] * 6, [1.0] * 7, [1.5] * 7)
