@@ -139,6 +139,9 @@ def loss_curve(samples: pd.DataFrame, column: str, *, loss: str = "loss",
                bins: int = C.CURVE_BINS) -> pd.DataFrame:
     """Median ``loss`` per quantile bin of ``column``, per split.
 
+    Equal values share a bin (a count column with many zeros gives one bin at 0, not several
+    stacked at the same x); a column with at most ``bins`` distinct values gets a bin per value.
+
     Returns:
         Long frame: ``split``, ``bin``, ``<column>`` (median of the bin), ``median_loss``,
         ``n`` (samples in the bin). Empty when nothing is finite.
@@ -151,8 +154,9 @@ def loss_curve(samples: pd.DataFrame, column: str, *, loss: str = "loss",
     for split, part in f.groupby("split", sort=True):
         if part["x"].nunique() < 2:
             continue
-        q = pd.qcut(part["x"].rank(method="first"), min(bins, len(part)), labels=False)
-        g = part.groupby(q)
+        q = part["x"] if part["x"].nunique() <= bins else pd.qcut(
+            part["x"], bins, labels=False, duplicates="drop")
+        g = part.groupby(q, sort=True)
         rows.append(pd.DataFrame({"split": split, "bin": g.ngroup().unique(),
                                   column: g["x"].median().to_numpy(),
                                   "median_loss": g["loss"].median().to_numpy(),

@@ -45,7 +45,7 @@ def _evidence_chart(evidence: dict):
                                   .is_numeric_dtype(frame[c]))
     color = evidence.get("color") or ("split" if "split" in frame and x != "split" else None)
     if "count" in kind or "bar" in kind or not pd.api.types.is_numeric_dtype(frame[x]):
-        return charts.bar_chart(frame, x=x, y=y, color=color)
+        return charts.bar_chart(frame, x=x, y=y, color=color, keep_order=True)  # as ordered
     return charts.line_chart(frame, x=x, y=y, color=color)
 
 

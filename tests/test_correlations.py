@@ -137,6 +137,19 @@ def test_loss_curve_bins_per_split():
         assert np.all(np.diff(part["median_box_area"].to_numpy()) > 0)
 
 
+
+def test_loss_curve_puts_equal_values_in_one_bin():
+    counts = [0] * 12 + [1] * 4 + [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+    samples = samples_frame([f"s{i}" for i in range(len(counts))], median_box_area=counts,
+                            loss=np.arange(len(counts), dtype=float))
+    curve = loss_curve(samples.assign(split="val"), "median_box_area", bins=5)
+    x = curve["median_box_area"].to_numpy()
+    assert np.all(np.diff(x) > 0)  # no two points at the same x
+    assert curve["n"].iloc[0] >= 12 and curve["n"].sum() == len(counts)  # every 0 in bin 0
+    few = loss_curve(samples.assign(split="val", median_box_area=np.array(counts) % 3),
+                     "median_box_area", bins=5)
+    assert few["median_box_area"].tolist() == [0, 1, 2]  # a bin per value
+
 @pytest.mark.parametrize(
     ("samples", "expected_rows"),
     [
