@@ -15,7 +15,9 @@ import pandas as pd
 from fiftyone import ViewField as F
 from numpy.typing import NDArray
 
+from audit import constants as C
 from audit.data.store import LABEL_FIELDS, now_iso, plain_value, update_audit_info
+from audit.data.views import scored_fields
 
 
 def _cell(value: Any) -> Any:
@@ -76,14 +78,26 @@ def _write_boxes(ds: fo.Dataset, frame: pd.DataFrame) -> None:
 
 
 def _save_flag_views(ds: fo.Dataset, issues: list[str]) -> None:
-    """Saved views ``flagged`` and ``flagged-<issue>`` for the FiftyOne App."""
+    """Saved views for the FiftyOne App: ``flagged`` (most mistaken first), ``flagged-<issue>``
+    (highest ``<issue>_score`` first) and ``generalisation-gap`` (val images whose loss is at
+    least ``C.OVERFIT_RATIO`` times their nearest train images', highest ratio first)."""
+    schema = ds.get_field_schema()
+    score = scored_fields(ds)["mistakenness"]
     flagged = ds.exists("flagged").match(F("flagged").length() > 0)
-    ds.save_view("flagged", flagged, description="samples with at least one issue",
+    ds.save_view("flagged", flagged.sort_by(score, reverse=True) if score else flagged,
+                 description="samples with at least one issue, most mistaken first",
                  overwrite=True)
     for issue in issues:
-        ds.save_view(f"flagged-{issue}", ds.exists("flagged").match(
-            F("flagged").contains(issue)), description=f"samples flagged for {issue}",
-            overwrite=True)
+        view = ds.exists("flagged").match(F("flagged").contains(issue))
+        field = f"{issue}_score"
+        ds.save_view(f"flagged-{issue}", view.sort_by(field, reverse=True) if field in schema
+                     else view, description=f"samples flagged for {issue}, highest score first",
+                     overwrite=True)
+    if "neighbour_loss_ratio" in schema and "split" in schema:
+        gap = ds.match((F("split") == "val") & (F("neighbour_loss_ratio") >= C.OVERFIT_RATIO))
+        ds.save_view("generalisation-gap", gap.sort_by("neighbour_loss_ratio", reverse=True),
+                     description=f"val images with a loss >= {C.OVERFIT_RATIO:g}x that of their "
+                     f"{C.GAP_NEIGHBOURS} nearest train images", overwrite=True)
 
 
 def _register_projections(ds: fo.Dataset, projections: dict[str, NDArray[np.float64]],

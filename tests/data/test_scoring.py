@@ -78,6 +78,26 @@ def test_rescoring_replaces_the_scores(scored) -> None:
     assert ds.info["audit"]["scored_at"] >= before
 
 
+def test_saved_views_list_the_worst_first(scored) -> None:
+    from audit import constants as C
+
+    ds, _, _ = scored
+    views = set(ds.list_saved_views())
+    for name, field in [("flagged", "mistakenness_score"),
+                        *((v, f"{v.removeprefix('flagged-')}_score") for v in views
+                          if v.startswith("flagged-") and v != "flagged-test")]:
+        scores = np.array(ds.load_saved_view(name).values(field), dtype=float)
+        assert len(scores) and np.all(np.diff(scores[np.isfinite(scores)]) <= 0), name
+    assert "generalisation-gap" in views
+    gap = ds.load_saved_view("generalisation-gap")
+    ratio = np.array(gap.values("neighbour_loss_ratio"), dtype=float)
+    assert set(gap.values("split")) <= {"val"} and np.all(ratio >= C.OVERFIT_RATIO)
+    assert np.all(np.diff(ratio) <= 0)
+    everywhere = np.array(ds.values("neighbour_loss_ratio"), dtype=float)
+    split = np.array(ds.values("split"))
+    assert len(gap) == int(np.sum((split == "val") & (everywhere >= C.OVERFIT_RATIO))) > 0
+
+
 def test_flagged_view_lists_the_most_mistaken_first(scored) -> None:
     from audit.data.exports import save_flagged_view
 
