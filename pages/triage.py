@@ -133,6 +133,19 @@ def _message() -> None:
         st.error(text)
 
 
+def _facts(table: pd.DataFrame, sid: str) -> str:
+    """Loss, and loss against the train look-alikes, of one sample as one line (split and
+    cluster are in the queue line above)."""
+    if sid not in table.index:
+        return ""
+    row, parts = table.loc[sid], []
+    if pd.notna(row.get("loss")):
+        parts.append(f"loss {row['loss']:.2f}")
+    if pd.notna(row.get("neighbour_loss_ratio")):
+        parts.append(f"{row['neighbour_loss_ratio']:.1f}x the loss of its nearest train images")
+    return " · ".join(parts)
+
+
 def _sample(name: str, sid: str, path: str) -> None:
     """Image with boxes on the left, decisions on the right."""
     ds = cache.dataset(name)
@@ -143,6 +156,7 @@ def _sample(name: str, sid: str, path: str) -> None:
     left, right = st.columns([3, 2])
     with right:
         st.markdown(f"Review status: **{review['status']}** (revision {review['revision']})")
+        st.caption(_facts(cache.table(name), sid))
         picked = None
         if flagged.empty:
             st.caption("No box of this sample is over a flag threshold.")

@@ -181,6 +181,10 @@ def test_triage_queue_order_and_navigation(fresh_dataset):
     by_score = sorted(zip(ds.values("mistakenness"), ds.values("id"), strict=True), reverse=True)
     at = _open(fresh_dataset, "pages/triage.py")
     assert at.session_state["app_state"].analysis_sample == by_score[0][1]
+    sample = ds[by_score[0][1]]  # its facts, with the loss against its train look-alikes
+    assert any(c.value == f"loss {sample.loss:.2f} · {sample.neighbour_loss_ratio:.1f}x the loss "
+               "of its nearest train images"
+               for c in at.caption), [c.value for c in at.caption]
     at.button(key="triage_next").click().run()
     assert at.session_state["app_state"].analysis_sample == by_score[1][1]
     at.button(key="triage_prev").click().run()
