@@ -294,7 +294,7 @@ def dataset_summary(ds: fo.Dataset) -> dict[str, Any]:
 def evaluate(ds: fo.Dataset, *, iou: float = 0.5) -> dict[str, Any]:
     """COCO-style mAP (0.50:0.95), mAP at ``iou`` and per-class AP of the stored predictions.
 
-    See :func:`audit.data.store_eval.evaluate` (FiftyOne ``evaluate_detections``, cached in
+    See :func:`audit.data.store_eval.evaluate` (pycocotools' ``COCOeval``, cached in
     ``info["audit"]["evaluation"]``). Higher = better.
 
     Example:
