@@ -16,6 +16,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 CATEGORICAL = ("split", "cluster", "flagged_first")  # always coloured as categories
 MAX_DRAWN_POINTS = 20_000  # the scatter draws a seeded random subsample beyond this
+POINT_SIZES = ((1_000, 60), (5_000, 30))  # (up to this many points, marker area px^2); else 14
 SELECTION = "latent_brush"  # name of the scatter's interval selection
 POINT_SELECTION = "latent_pick"  # name of the scatter's click selection
 
@@ -78,6 +79,11 @@ def cluster_hulls(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+def point_size(n: int) -> int:
+    """Marker area for a scatter of ``n`` points: large for a few hundred, small for 20,000."""
+    return next((size for limit, size in POINT_SIZES if n <= limit), 14)
+
+
 def latent_scatter(
     frame: pd.DataFrame,
     *,
@@ -112,7 +118,8 @@ def latent_scatter(
     drawn = downsample(full, max_points, seed=seed)[cols].reset_index(names="sample_id")
     if is_categorical(drawn, color):
         drawn[color] = drawn[color].astype(str)
-    enc_color = alt.Color(f"{color}:{'N' if is_categorical(drawn, color) else 'Q'}", title=color)
+    enc_color = alt.Color(f"{color}:N", title=color) if is_categorical(drawn, color) else \
+        alt.Color(f"{color}:Q", title=color, scale=alt.Scale(scheme="viridis"))  # no white end
     brush = alt.selection_interval(name=SELECTION, encodings=["x", "y"])
     pick = alt.selection_point(name=POINT_SELECTION, fields=["sample_id"])
     enc = {"x": alt.X(f"{x}:Q", title=x), "y": alt.Y(f"{y}:Q", title=y), "color": enc_color,
@@ -120,7 +127,8 @@ def latent_scatter(
            "opacity": alt.condition(brush, alt.value(0.8), alt.value(0.25))}
     if size:
         enc["size"] = alt.Size(f"{size}:Q", title=size, scale=alt.Scale(range=[8, 160]))
-    points = alt.Chart(drawn).mark_circle(size=14).encode(**enc).add_params(brush, pick)
+    points = alt.Chart(drawn).mark_circle(size=point_size(len(drawn))).encode(**enc) \
+        .add_params(brush, pick)
     layers: list[alt.Chart] = [points]
     if outlines and "cluster" in full.columns:
         layers.extend(_outline_layers(full, x, y))
