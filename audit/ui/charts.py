@@ -203,4 +203,4 @@ def ap_bars(per_class: dict[str, float] | Sequence[tuple[str, float]]) -> alt.Ch
     return alt.Chart(data).mark_bar().encode(
         x=alt.X("AP:Q", scale=alt.Scale(domain=[0, 1])),
         y=alt.Y("class:N", sort=list(data["class"])), tooltip=["class", "AP"],
-    ).properties(height=max(120, 22 * len(data)))
+    ).properties(height=alt.Step(26))  # a fixed height was not kept in the page: 26 px a class

@@ -46,3 +46,9 @@ def test_bar_chart_keeps_the_data_order_on_request() -> None:
     assert kept["encoding"]["x"]["sort"] is None
     assert "sort" not in charts.bar_chart(data, x="cluster", y="median_ratio").to_dict()[
         "encoding"]["x"]
+
+
+def test_ap_bars_give_every_class_its_own_row_height() -> None:
+    spec = charts.ap_bars({"book": 0.35, "ball": 0.58, "cone": 0.42}).to_dict()
+    assert spec["height"] == {"step": 26}
+    assert spec["encoding"]["y"]["sort"] == ["book", "cone", "ball"]  # worst class on top
