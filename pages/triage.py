@@ -69,9 +69,16 @@ def _navigation(queue: pd.DataFrame) -> str:
     return sid
 
 
+HINTS = {"spurious": " → delete?", "bad_box": " → the model's box?",
+         "group_box": " → one box per object?", "missing": " → add a label?"}  # wrong_class: class
+
+
 def _box_caption(row: pd.Series) -> str:
-    """One line naming a box, its issue and the model's suggestion."""
-    hint = f" → {row['suggested_label']}" if isinstance(row["suggested_label"], str) else ""
+    """One line naming a box, its issue and what the issue suggests doing."""
+    if row["flagged_issue"] == "wrong_class" or row["flagged_issue"] not in HINTS:
+        hint = f" → {row['suggested_label']}" if isinstance(row["suggested_label"], str) else ""
+    else:
+        hint = HINTS[row["flagged_issue"]]
     status = f" [{row['review_status']}]" if isinstance(row["review_status"], str) else ""
     conf = f" ({row['confidence']:.2f})" if row["source"] == "pred" else ""
     return (f"{row['flagged_issue']} {row['flag_score']:.2f}: {row['source']} "
@@ -94,23 +101,27 @@ def _box_actions(name: str, sid: str, revision: int, boxes: pd.DataFrame, row: p
                   **common, kwargs={"action": "confirm", "box_id": None,
                                     "note": f"dismissed prediction {box_id}"})
         return
+    issue = row["flagged_issue"]
+    primary = lambda wanted: "primary" if issue == wanted else "secondary"  # noqa: E731
     c = st.columns(2)
     c[0].button("Confirm label", key="triage_confirm", on_click=decide.record, **common,
                 kwargs={"action": "confirm", "box_id": box_id})
     c[1].button("Delete box", key="triage_delete", on_click=decide.record, **common,
-                kwargs={"action": "delete", "box_id": box_id})
-    suggested = row["suggested_label"] if row["suggested_label"] in classes else row["label"]
+                kwargs={"action": "delete", "box_id": box_id}, type=primary("spurious"))
+    # the suggested class is the wrong-class evidence: offered first only for that issue
+    suggested = row["suggested_label"] if issue == "wrong_class" else row["label"]
     new_label = st.selectbox("Correct class", classes, key=f"triage_fix_class_{box_id}",
                              index=classes.index(suggested) if suggested in classes else 0)
     st.button("Fix class", key="triage_fix", on_click=decide.record, **common,
               kwargs={"action": "fix_class", "box_id": box_id, "new_label": new_label},
-              disabled=new_label == row["label"])
+              disabled=new_label == row["label"], type=primary("wrong_class"))
     pred = decide.best_prediction(boxes, row)
     if pred is not None:
         xyxy = tuple(float(v) for v in pred[["x1", "y1", "x2", "y2"]])
         st.button(f"Use the model's box ({pred['label']} {pred['confidence']:.2f})",
                   key="triage_accept_box", on_click=decide.record, **common,
-                  kwargs={"action": "accept_prediction", "box_id": box_id, "box": xyxy})
+                  kwargs={"action": "accept_prediction", "box_id": box_id, "box": xyxy},
+                  type=primary("bad_box"))
 
 
 def _image_actions(name: str, sid: str, revision: int) -> None:

@@ -217,6 +217,27 @@ def test_triage_fix_class_then_undo(fresh_dataset):
                                                                         "label"] == "cup"
 
 
+
+def test_triage_spurious_box_suggests_deleting_not_another_class(fresh_dataset):
+    import fiftyone as fo
+
+    ds = fo.load_dataset(fresh_dataset)
+    sample = ds.first()  # its book labelled 'cup' (suggested 'book') becomes a spurious label
+    det = sample.ground_truth.detections[0]
+    det["wrong_class_score"], det["spurious_score"] = 0.1, 0.99
+    sample["flagged"] = ["spurious"]
+    sample.save()
+    at = _open(fresh_dataset, "pages/triage.py")
+    at.selectbox(key="triage_issue").set_value("spurious").run()
+    flagged = _current_boxes(at, fresh_dataset)
+    box = flagged.iloc[0]
+    assert (box["flagged_issue"], box["label"]) == ("spurious", "cup")
+    caption = at.radio(key="triage_box").format_func(box["box_id"])
+    assert caption.endswith("gt 'cup' → delete?"), caption
+    assert at.selectbox(key=f"triage_fix_class_{box['box_id']}").value == "cup"
+    assert at.button(key="triage_delete").proto.type == "primary"
+    assert at.button(key="triage_fix").proto.type != "primary"
+
 def test_triage_delete_accept_and_relabel(fresh_dataset):
     at = _open(fresh_dataset, "pages/triage.py")
     at.button(key="triage_delete").click().run()
