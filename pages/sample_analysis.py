@@ -69,12 +69,13 @@ if not model_path:
     st.warning("The dataset does not record its model checkpoint: heatmaps need it.")
     st.stop()
 detector = None
-with shown_errors("Loading the model"), st.spinner("Loading the model…"):
+with shown_errors("Loading the model"):  # the cached loader shows its own spinner
     detector = cache.detector(str(model_path))
 if detector is None:
     st.stop()
-default_class = box["suggested_label"] if box["suggested_label"] in detector.class_names \
-    else box["label"]
+# the suggested class is wrong-class evidence: explain it first only for that issue
+default_class = box["suggested_label"] if box["flagged_issue"] == "wrong_class" \
+    and box["suggested_label"] in detector.class_names else box["label"]
 class_name = st.selectbox("Explain the class", detector.class_names, key="analysis_class",
                           index=detector.class_names.index(default_class)
                           if default_class in detector.class_names else 0)
