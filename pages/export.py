@@ -54,13 +54,16 @@ default_folder = str(C.AUDIT_HOME / name / "exports")
 folder = st.text_input("Output folder", value=default_folder, key="export_folder")
 split_choice = st.selectbox("Split", ["(all)", *C.SPLITS], key="export_split")
 split = None if split_choice == "(all)" else split_choice
-cols = st.columns(len(FORMATS) + 1)
-for col, (label, fmt) in zip(cols, FORMATS.items(), strict=False):
+cols = st.columns(len(FORMATS))
+for col, (label, fmt) in zip(cols, FORMATS.items(), strict=True):
     if col.button(label, key=f"export_{fmt}", width="stretch"):
         _export(name, fmt, folder, split)
-view_name = cols[-1].text_input("View name", value="flagged", key="export_view_name",
-                                label_visibility="collapsed")
-if cols[-1].button("FiftyOne saved view", key="export_view", width="stretch"):
+st.subheader("FiftyOne App")
+st.caption("Scoring already saved the views flagged, flagged-<issue> and generalisation-gap; "
+           "save the flagged samples (most mistaken first) under another name here.")
+left, right = st.columns([3, 1], vertical_alignment="bottom")
+view_name = left.text_input("Saved view name", value="flagged", key="export_view_name")
+if right.button("Save the view", key="export_view", width="stretch"):
     _save_view(name, view_name)
 written = st.session_state.get(WRITTEN_KEY) or []
 if written:

@@ -333,3 +333,15 @@ def test_export_writes_coco(fresh_dataset, tmp_path):
     assert not at.exception and not at.error
     written = at.session_state["export_written"]
     assert written[0][0] == "coco" and Path(written[0][1]).exists()
+
+
+def test_export_saves_a_named_fiftyone_view(fresh_dataset):
+    import fiftyone as fo
+
+    at = _open(fresh_dataset, "pages/export.py")
+    at.text_input(key="export_view_name").set_value("to-review").run()
+    at.button(key="export_view").click().run()
+    assert not at.exception and not at.error
+    assert ("fiftyone view", "to-review") in at.session_state["export_written"]
+    view = fo.load_dataset(fresh_dataset).load_saved_view("to-review")
+    assert len(view) and all(view.values("flagged"))
