@@ -65,11 +65,26 @@ def _dataset_facts(name: str) -> None:
     cols[2].metric("Classes", len(facts["classes"]))
     st.caption("Classes: " + ", ".join(map(str, facts["classes"])))
     if facts.get("scored_at"):
-        st.success(f"Scored at {facts['scored_at']}.")
+        st.success(f"Scored at {str(facts['scored_at'])[:16].replace('T', ' ')} (UTC).")
+        _stands_out(name)
     else:
         st.warning("This dataset has not been scored yet: the audit pages need scores.")
         if st.button("Score now", key="start_score", type="primary"):
             _score_now(name)
+
+
+def _stands_out(name: str, top: int = 3) -> None:
+    """The most severe insights, and the way to the pages that hold the rest."""
+    items = cache.insights(name, cache.version(name))
+    if items:
+        st.subheader("What stands out")
+        for item in items[:top]:
+            st.markdown(f"- **{item.get('title', '')}**: {item.get('sentence', '')}")
+    left, right = st.columns(2)
+    left.page_link("pages/insights.py", label=f"All {len(items)} insights, with their evidence",
+                   icon=":material/lightbulb:")
+    right.page_link("pages/triage.py", label="Review the flagged samples in triage",
+                    icon=":material/fact_check:")
 
 
 def start_page() -> None:

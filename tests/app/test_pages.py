@@ -42,9 +42,25 @@ def test_start_lists_dataset_and_shows_facts(app_dataset):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Samples"] == str(N_SAMPLES)
     assert metrics["Classes"] == str(len(CLASSES))
-    assert any("Scored at" in s.value for s in at.success)
+    assert any("Scored at 2026-01-01 00:00 (UTC)" in s.value for s in at.success)
     assert not at.button(key="start_build_demo").disabled
 
+
+
+def test_start_names_the_most_severe_insights(fresh_dataset):
+    import fiftyone as fo
+
+    ds = fo.load_dataset(fresh_dataset)
+    info = ds.info
+    info["audit"]["insights"] = [
+        {"kind": "imbalance", "title": f"Finding {i}", "severity": 1 - i / 10,
+         "sentence": f"Sentence {i}.", "cluster": None, "label": None, "sample_ids": [],
+         "stats": {}, "evidence": {}} for i in range(5)]
+    ds.info = info
+    ds.save()
+    at = _open(fresh_dataset)
+    shown = [m.value for m in at.markdown if m.value.startswith("- **Finding")]
+    assert shown == [f"- **Finding {i}**: Sentence {i}." for i in range(3)]
 
 def test_pages_without_dataset_ask_for_one():
     at = AppTest.from_file(APP, default_timeout=60).run()
