@@ -91,6 +91,7 @@ def score_boxes(
     look_weight: float = C.MISSING_LOOK_WEIGHT,
     look_conf: float = C.MISSING_LOOK_CONF,
     thresholds: dict[str, float] | None = None,
+    missing_flag_conf: float = C.MISSING_FLAG_CONF,
     seed: int = C.SEED,
 ) -> tuple[pd.DataFrame, MistakennessSummary]:
     """Score every box for the four box-level label errors.
@@ -127,6 +128,8 @@ def score_boxes(
         atypical_weight, gt_knn_weight, class_knn_weight, loss_boost, look_weight, look_conf:
             evidence weights.
         thresholds: flag threshold per issue (default the ``*_SCORE`` constants).
+        missing_flag_conf: a prediction is flagged missing only at this confidence or more
+            (its score still ranks it below that).
         seed: seed of the reference subsample.
 
     Returns:
@@ -166,6 +169,9 @@ def score_boxes(
         missing = _loss_boost(missing, z_cls[ctx.p_code], **kw)
     scores = {"wrong_class": wrong, "bad_box": bad, "spurious": spurious, "missing": missing}
     frame = _assemble(boxes, ctx, scores, suggested, thr)
+    faint = np.zeros(len(frame), bool)
+    faint[~ctx.is_gt] = ctx.conf < missing_flag_conf
+    frame.loc[faint, "is_missing_issue"] = False
     summary = MistakennessSummary(
         n_gt=int(ctx.is_gt.sum()), n_pred=int((~ctx.is_gt).sum()),
         **{f"n_{i}": int(frame[f"is_{i}_issue"].sum()) for i in BOX_ISSUES},

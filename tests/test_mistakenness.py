@@ -129,6 +129,15 @@ def test_missing_score_follows_the_prediction_confidence():
     assert np.all(np.diff(scores) > 0)
 
 
+
+def test_a_faint_unlabelled_prediction_ranks_but_is_not_flagged_missing():
+    rows = [pred("s0", BOX, conf=0.2)]
+    faint = _scores(rows, thresholds={"missing": 0.1})
+    assert faint.loc["b0", "missing_score"] > 0.1  # over the threshold, ranked as usual
+    assert not faint.loc["b0", "is_missing_issue"]  # but below the confidence floor
+    assert _scores(rows, thresholds={"missing": 0.1}, missing_flag_conf=0.15).loc[
+        "b0", "is_missing_issue"]
+
 def test_prediction_inside_a_larger_same_class_box_is_not_missing():
     frame = _scores([gt("s0", (100, 100, 300, 200)), pred("s0", (110, 110, 190, 190), conf=0.9)])
     assert frame.loc["b1", "missing_score"] == 0.0
