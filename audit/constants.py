@@ -77,6 +77,9 @@ GROUP_EVIDENCE_CONF = 0.03
 PARTIAL_CONF = 0.5
 GROUP_SCORE = 0.3  # group-box score (product of the two best member confidences) that flags
 PARTIAL_SCORE = 0.5  # partial-labelling score above which a sample is flagged
+FLAG_SCORES = {  # issue -> score at or above which a box (or image) is flagged for it
+    "wrong_class": WRONG_CLASS_SCORE, "bad_box": BAD_BOX_SCORE, "spurious": SPURIOUS_SCORE,
+    "missing": MISSING_SCORE, "group_box": GROUP_SCORE, "partial_labels": PARTIAL_SCORE}
 MIXED_CONVENTION_MIN = 0.05  # a class mixes conventions when each one covers at least this share
 # a member of a group box has at most this share of the box's area (two adjacent objects that
 # overlap by a half each cover up to three quarters of the box around both)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from audit import boxes as B
 from audit import constants as C
@@ -146,8 +146,7 @@ def score_boxes(
     if boxes["box_id"].duplicated().any():
         dup = boxes.loc[boxes["box_id"].duplicated(), "box_id"].iloc[0]
         raise ValueError(f"boxes: box_id {dup!r} appears more than once")
-    thr = {"wrong_class": C.WRONG_CLASS_SCORE, "bad_box": C.BAD_BOX_SCORE,
-           "spurious": C.SPURIOUS_SCORE, "missing": C.MISSING_SCORE, **(thresholds or {})}
+    thr = {i: C.FLAG_SCORES[i] for i in BOX_ISSUES} | (thresholds or {})
     ctx = _Context.build(boxes, samples, match_iou)
     ref_name, n_ref, knn_gt, knn_pred, far_gt, far_pred = _knn(
         ctx, box_features, samples, k=k, reference_max=reference_max,
@@ -168,10 +167,7 @@ def score_boxes(
         bad = _loss_boost(bad, z_box[ctx.g_code], **kw)
         missing = _loss_boost(missing, z_cls[ctx.p_code], **kw)
     scores = {"wrong_class": wrong, "bad_box": bad, "spurious": spurious, "missing": missing}
-    frame = _assemble(boxes, ctx, scores, suggested, thr)
-    faint = np.zeros(len(frame), bool)
-    faint[~ctx.is_gt] = ctx.conf < missing_flag_conf
-    frame.loc[faint, "is_missing_issue"] = False
+    frame = _assemble(boxes, ctx, scores, suggested, thr, missing_flag_conf)
     summary = MistakennessSummary(
         n_gt=int(ctx.is_gt.sum()), n_pred=int((~ctx.is_gt).sum()),
         **{f"n_{i}": int(frame[f"is_{i}_issue"].sum()) for i in BOX_ISSUES},
@@ -352,9 +348,31 @@ def _loss_z(samples: pd.DataFrame, sample_ids: pd.Index) -> tuple[NDArray, NDArr
     return out[0], out[1]
 
 
-def _assemble(boxes, ctx: _Context, scores: dict, suggested, thr) -> pd.DataFrame:
+def is_flagged(issue: str, score: ArrayLike, confidence: ArrayLike | None = None, *,
+               threshold: float | None = None,
+               missing_flag_conf: float = C.MISSING_FLAG_CONF) -> NDArray[np.bool_]:
+    """Whether scores flag boxes for ``issue``: the score reaches ``threshold`` (default
+    ``C.FLAG_SCORES[issue]``; NaN never does) and, for ``missing``, the prediction's
+    ``confidence`` reaches ``missing_flag_conf``. The one flag rule of the scorer, the triage
+    page and the relabel list.
+
+    Example:
+        >>> is_flagged("missing", [0.8, 0.8], [0.6, 0.1]).tolist()
+        [True, False]
+    """
+    limit = C.FLAG_SCORES[issue] if threshold is None else threshold
+    out = np.nan_to_num(np.asarray(score, float), nan=-1.0) >= limit
+    if issue == "missing" and confidence is not None:
+        out &= np.nan_to_num(np.asarray(confidence, float), nan=0.0) >= missing_flag_conf
+    return out
+
+
+def _assemble(boxes, ctx: _Context, scores: dict, suggested, thr,
+              missing_flag_conf: float) -> pd.DataFrame:
     """Long result frame indexed by box id."""
     n = len(boxes)
+    conf = np.full(n, np.nan)
+    conf[~ctx.is_gt] = ctx.conf
     frame = pd.DataFrame(
         {"sample_id": boxes["sample_id"].astype(str).to_numpy(),
          "source": boxes["source"].to_numpy(), "label": boxes["label"].astype(str).to_numpy()},
@@ -364,7 +382,8 @@ def _assemble(boxes, ctx: _Context, scores: dict, suggested, thr) -> pd.DataFram
         rows = ~ctx.is_gt if issue == "missing" else ctx.is_gt
         col[rows] = np.clip(scores[issue], 0.0, 1.0)
         frame[f"{issue}_score"] = col
-        frame[f"is_{issue}_issue"] = np.nan_to_num(col, nan=-1.0) >= thr[issue]
+        frame[f"is_{issue}_issue"] = is_flagged(issue, col, conf, threshold=thr[issue],
+                                                missing_flag_conf=missing_flag_conf)
     sug = np.full(n, None, dtype=object)
     sug[ctx.is_gt] = suggested
     frame["suggested_label"] = pd.Series(sug, index=frame.index, dtype=object)  # keeps None

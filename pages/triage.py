@@ -144,12 +144,10 @@ def _message() -> None:
         st.error(text)
 
 
-def _facts(table: pd.DataFrame, sid: str) -> str:
-    """Loss, and loss against the train look-alikes, of one sample as one line (split and
+def _facts(row: pd.Series) -> str:
+    """Loss, and loss against the train look-alikes, of one queue row as one line (split and
     cluster are in the queue line above)."""
-    if sid not in table.index:
-        return ""
-    row, parts = table.loc[sid], []
+    parts = []
     if pd.notna(row.get("loss")):
         parts.append(f"loss {row['loss']:.2f}")
     if pd.notna(row.get("neighbour_loss_ratio")):
@@ -157,8 +155,8 @@ def _facts(table: pd.DataFrame, sid: str) -> str:
     return " · ".join(parts)
 
 
-def _sample(name: str, sid: str, path: str) -> None:
-    """Image with boxes on the left, decisions on the right."""
+def _sample(name: str, sid: str, row: pd.Series) -> None:
+    """Image with boxes on the left, decisions on the right (``row``: its queue row)."""
     ds = cache.dataset(name)
     review = views.sample_review(ds, sid)
     boxes = views.sample_boxes(ds, sid)
@@ -167,7 +165,7 @@ def _sample(name: str, sid: str, path: str) -> None:
     left, right = st.columns([3, 2])
     with right:
         st.markdown(f"Review status: **{review['status']}** (revision {review['revision']})")
-        st.caption(_facts(cache.table(name), sid))
+        st.caption(_facts(row))
         picked = None
         if flagged.empty:
             st.caption("No box of this sample is over a flag threshold.")
@@ -185,7 +183,7 @@ def _sample(name: str, sid: str, path: str) -> None:
         _image_actions(name, sid, review["revision"])
     with left:
         show_pred = st.toggle("Show predictions", value=True, key="triage_show_pred")
-        image = draw_sample(path, boxes, highlight_box=None if picked is None
+        image = draw_sample(row["filepath"], boxes, highlight_box=None if picked is None
                             else picked["box_id"], show_pred=show_pred, min_confidence=0.25)
         st.image(image, caption="green: labels · orange dashed: predictions · red: flagged box",
                  width="stretch")
@@ -207,4 +205,4 @@ if queue.empty:
 sample_id = _navigation(queue)
 state.analysis_sample = sample_id
 with shown_errors(f"Showing sample {sample_id}"):
-    _sample(name, sample_id, queue.loc[sample_id, "filepath"])
+    _sample(name, sample_id, queue.loc[sample_id])

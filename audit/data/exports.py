@@ -30,19 +30,18 @@ from pathlib import Path
 from typing import Any
 
 import fiftyone as fo
-import numpy as np
 import pandas as pd
 from fiftyone import ViewField as F
 
 from audit import constants as C
 from audit.data.review_store import REVIEWED_FIELD, corrected_detections
-from audit.data.views import scored_fields
+from audit.data.views import flagged_view
+from audit.mistakenness import is_flagged
 from audit.reviews import safe_name
 
 FORMATS = ("coco", "yolo", "relabel-csv")  # export formats offered
-BOX_ISSUES = {"wrong_class": C.WRONG_CLASS_SCORE, "bad_box": C.BAD_BOX_SCORE,  # gt-box issues
-              "spurious": C.SPURIOUS_SCORE, "group_box": C.GROUP_SCORE}
-PRED_ISSUES = {"missing": C.MISSING_SCORE}  # issues scored on prediction boxes
+BOX_ISSUES = ("wrong_class", "bad_box", "spurious", "group_box")  # issues scored on gt boxes
+PRED_ISSUES = ("missing",)  # issues scored on prediction boxes
 RELABEL_COLUMNS = ("sample_id", "filepath", "split", "issue", "score", "x1", "y1", "x2", "y2",
                    "current_label", "suggested_label", "review_status", "box_id")
 
@@ -226,7 +225,7 @@ def _box_rows(sample: dict[str, Any]) -> list[dict[str, Any]]:
         labels = sample[source]
         for det in labels.detections if labels else []:
             scores = {i: _score(det, i) for i in issues}
-            hits = {i: s for i, s in scores.items() if np.isfinite(s) and s >= issues[i]}
+            hits = {i: s for i, s in scores.items() if is_flagged(i, s, det.confidence)}
             if not hits:
                 continue
             issue = max(hits, key=hits.get)
@@ -251,12 +250,14 @@ def _box_rows(sample: dict[str, Any]) -> list[dict[str, Any]]:
 def relabel_frame(ds: fo.Dataset, *, split: str | None = None) -> pd.DataFrame:
     """The relabel list: one row per flagged box or flagged image, highest score first.
 
-    A box is listed when one of its ``<issue>_score`` attributes reaches that issue's threshold
-    (``constants.*_SCORE``; ``missing`` is scored on prediction boxes); ``issue``/``score`` are
-    its highest one. An image is listed once more for each issue in its ``flagged`` list that no
-    box row covers (e.g. ``partial_labels``), with an empty box. Coordinates are the corrected
-    box in absolute px ``xyxy``; ``review_status`` is the box's (``deleted`` when review removed
-    it), or the sample's for image rows. Higher score = more likely wrong.
+    A box is listed when one of its ``<issue>_score`` attributes flags it
+    (:func:`audit.mistakenness.is_flagged`: ``constants.FLAG_SCORES``; ``missing`` is scored on
+    prediction boxes and needs their confidence to reach ``MISSING_FLAG_CONF``);
+    ``issue``/``score`` are its highest one. An image is listed once more for each issue in its
+    ``flagged`` list that no box row covers (e.g. ``partial_labels``), with an empty box.
+    Coordinates are the corrected box in absolute px ``xyxy``; ``review_status`` is the box's
+    (``deleted`` when review removed it), or the sample's for image rows. Higher score = more
+    likely wrong.
 
     Returns:
         A frame with columns ``RELABEL_COLUMNS`` (empty with those columns if nothing is flagged).
@@ -302,9 +303,5 @@ def save_flagged_view(name_or_ds: str | fo.Dataset, name: str = "flagged") -> st
     ds = _dataset(name_or_ds)
     if "flagged" not in ds.get_field_schema():
         raise ValueError(f"dataset {ds.name!r} is not scored yet (no 'flagged' field)")
-    view = ds.exists("flagged").match(F("flagged").length() > 0)
-    score = scored_fields(ds)["mistakenness"]
-    if score is not None:
-        view = view.sort_by(score, reverse=True)
-    ds.save_view(name, view, overwrite=True)
+    ds.save_view(name, flagged_view(ds), overwrite=True)
     return name

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from audit import constants as C
 from audit.data.store import LABEL_FIELDS, now_iso, plain_value, update_audit_info
-from audit.data.views import scored_fields
+from audit.data.views import flagged_view
 
 
 def _cell(value: Any) -> Any:
@@ -82,9 +82,7 @@ def _save_flag_views(ds: fo.Dataset, issues: list[str]) -> None:
     (highest ``<issue>_score`` first) and ``generalisation-gap`` (val images whose loss is at
     least ``C.OVERFIT_RATIO`` times their nearest train images', highest ratio first)."""
     schema = ds.get_field_schema()
-    score = scored_fields(ds)["mistakenness"]
-    flagged = ds.exists("flagged").match(F("flagged").length() > 0)
-    ds.save_view("flagged", flagged.sort_by(score, reverse=True) if score else flagged,
+    ds.save_view("flagged", flagged_view(ds),
                  description="samples with at least one issue, most mistaken first",
                  overwrite=True)
     for issue in issues:

@@ -14,17 +14,11 @@ import numpy as np
 import pandas as pd
 
 from audit import constants as C
+from audit.mistakenness import is_flagged
 
 ISSUES = ("wrong_class", "bad_box", "missing", "spurious", "group_box", "partial_labels")
 BOX_ISSUES = ("wrong_class", "bad_box", "missing", "spurious", "group_box")  # per-detection
-ISSUE_THRESHOLDS = {  # score at or above which a box counts as flagged for that issue
-    "wrong_class": C.WRONG_CLASS_SCORE,
-    "bad_box": C.BAD_BOX_SCORE,
-    "missing": C.MISSING_SCORE,
-    "spurious": C.SPURIOUS_SCORE,
-    "group_box": C.GROUP_SCORE,
-    "partial_labels": C.PARTIAL_SCORE,
-}
+ISSUE_THRESHOLDS = C.FLAG_SCORES  # score at or above which a box counts as flagged for that issue
 _MISTAKENNESS_FIELDS = ("mistakenness_score", "mistakenness")  # brief vs architecture spelling
 _FLAGGED_FIELDS = ("flagged_issues", "flagged")
 _NUMERIC_FIELDS = ("loss", "loss_box", "loss_cls", "loss_dfl", "n_objects", "median_box_area",
@@ -134,8 +128,9 @@ def sample_boxes(ds: Any, sample_id: str) -> pd.DataFrame:
     Returns:
         Frame with columns ``BOX_COLUMNS`` + ``review_status``: ``source`` is "gt" or "pred",
         boxes are absolute pixel ``xyxy``, ``confidence`` NaN for gt, ``<issue>_score`` NaN where
-        it does not apply, ``flagged_issue`` the issue with the highest score at or above its
-        threshold (None if the box is not flagged) and ``flag_score`` that score (NaN if not
+        it does not apply, ``flagged_issue`` the issue with the highest score among those that
+        flag the box (:func:`audit.mistakenness.is_flagged`; None if none does) and
+        ``flag_score`` that score (NaN if not
         flagged). Sorted by ``flag_score`` descending, so the most suspicious box comes first.
     """
     from audit.data.review_store import REVIEWED_FIELD
@@ -196,12 +191,22 @@ def _box_row(det: Any, source: str, width: int, height: int) -> dict:
         value = det.get_field(f"{issue}_score") if det.has_field(f"{issue}_score") else None
         score = float(value) if value is not None else np.nan
         row[f"{issue}_score"] = score
-        if score >= ISSUE_THRESHOLDS[issue] and (best is None or score > best_score):
+        if is_flagged(issue, score, row["confidence"]) and (best is None or score > best_score):
             best, best_score = issue, score
     row["flagged_issue"], row["flag_score"] = best, best_score
     row["review_status"] = det.get_field("review_status") if det.has_field("review_status") \
         else None
     return row
+
+
+def flagged_view(ds: Any) -> Any:
+    """The samples with at least one flagged issue, most mistaken first (the saved ``flagged``
+    views of scoring and of export)."""
+    from fiftyone import ViewField as F
+
+    view = ds.exists("flagged").match(F("flagged").length() > 0)
+    score = scored_fields(ds)["mistakenness"]
+    return view.sort_by(score, reverse=True) if score else view
 
 
 def dataset_overview(ds: Any) -> dict:

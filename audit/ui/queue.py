@@ -8,6 +8,7 @@ import pandas as pd
 from audit.ui.state import TriageFilter
 
 QUEUE_COLUMNS = ["filepath", "split", "cluster", "score", "flagged"]
+QUEUE_EXTRAS = ("loss", "neighbour_loss_ratio")  # carried along where the table has them
 
 
 def build_queue(table: pd.DataFrame, flt: TriageFilter) -> pd.DataFrame:
@@ -22,7 +23,8 @@ def build_queue(table: pd.DataFrame, flt: TriageFilter) -> pd.DataFrame:
             With ``sample_ids`` (an insight's evidence) unflagged samples among them are kept too.
 
     Returns:
-        Frame indexed by ``sample_id`` with ``QUEUE_COLUMNS``; ``score`` is descending (higher =
+        Frame indexed by ``sample_id`` with ``QUEUE_COLUMNS`` (and those of ``QUEUE_EXTRAS`` the
+        table has); ``score`` is descending (higher =
         more likely wrong; NaN last); ties keep the table's order.
     """
     if table.empty:
@@ -45,7 +47,8 @@ def build_queue(table: pd.DataFrame, flt: TriageFilter) -> pd.DataFrame:
     sub = table.loc[keep]
     score_col = f"{flt.issue}_score" if flt.issue and f"{flt.issue}_score" in sub else None
     score = sub[score_col] if score_col else sub["mistakenness"]
-    out = sub.assign(score=score.astype(float))[QUEUE_COLUMNS]
+    out = sub.assign(score=score.astype(float))[
+        [*QUEUE_COLUMNS, *(c for c in QUEUE_EXTRAS if c in sub)]]
     return out.sort_values("score", ascending=False, na_position="last", kind="stable")
 
 
