@@ -159,13 +159,12 @@ class SyntheticApp:
 
     def sample_boxes(self, sample_id: str) -> pd.DataFrame:
         """``views.sample_boxes`` of one sample (BOX_COLUMNS + review_status, flagged first)."""
-        from audit.data.views import BOX_COLUMNS, BOX_ISSUES, ISSUE_THRESHOLDS
+        from audit.data.views import BOX_COLUMNS, BOX_ISSUES
 
         i = self.table.index.get_loc(sample_id)
         rows = self.boxes.iloc[self.starts[i]:self.starts[i + 1]]
         scores = rows[[f"{k}_score" for k in BOX_ISSUES]].to_numpy(float)
-        over = np.where(scores >= np.array([ISSUE_THRESHOLDS[k] for k in BOX_ISSUES]), scores,
-                        -np.inf)
+        over = np.where(_box_flags(rows), scores, -np.inf)
         best = over.argmax(axis=1)
         flagged = np.isfinite(over.max(axis=1))
         frame = rows.assign(
@@ -173,6 +172,17 @@ class SyntheticApp:
             flag_score=np.where(flagged, over.max(axis=1), np.nan), review_status=None)
         return frame[[*BOX_COLUMNS, "review_status"]].sort_values(
             "flag_score", ascending=False, na_position="last", kind="stable")
+
+
+def _box_flags(boxes: pd.DataFrame) -> NDArray[np.bool_]:
+    """``(len(boxes), len(BOX_ISSUES))``: which issues flag each box, by the scorer's own rule
+    (:func:`audit.mistakenness.is_flagged`: thresholds, and the missing flag's confidence floor)."""
+    from audit.data.views import BOX_ISSUES
+    from audit.mistakenness import is_flagged
+
+    conf = boxes["confidence"].to_numpy(float)
+    return np.stack([is_flagged(k, boxes[f"{k}_score"].to_numpy(float), conf)
+                     for k in BOX_ISSUES], axis=1)
 
 
 def _box_scores(rng: np.random.Generator, is_gt: NDArray, wrong: NDArray) -> dict[str, NDArray]:
@@ -193,10 +203,12 @@ def _box_scores(rng: np.random.Generator, is_gt: NDArray, wrong: NDArray) -> dic
 def _table(rng: np.random.Generator, samples: pd.DataFrame, meta: pd.DataFrame,
            boxes: pd.DataFrame, images: list[str]) -> pd.DataFrame:
     """The samples table: files, split, size, losses, metadata, scores, flags, projections."""
-    from audit.data.views import ISSUE_THRESHOLDS
+    from audit.data.views import BOX_ISSUES, ISSUE_THRESHOLDS
 
     n = len(samples)
     per = boxes.groupby("sample_id", sort=False)[[f"{k}_score" for k in ISSUES[:-1]]].max()
+    box_hits = pd.DataFrame(_box_flags(boxes), columns=list(BOX_ISSUES), index=boxes.index) \
+        .groupby(boxes["sample_id"].to_numpy(), sort=False).any()
     table = samples[["split", "width", "height", "loss", "loss_box", "loss_cls", "loss_dfl"]]
     table = table.assign(filepath=[images[i % len(images)] for i in range(n)])
     table = table.join(meta[["n_objects", "median_box_area", "occlusion_mean_iou"]])
@@ -206,7 +218,14 @@ def _table(rng: np.random.Generator, samples: pd.DataFrame, meta: pd.DataFrame,
     table["partial_labels_score"] = rng.beta(1, 15, n)
     scores = table[[f"{k}_score" for k in ISSUES]]
     table["mistakenness"] = scores.max(axis=1, skipna=True)
-    hits = (scores.to_numpy() >= np.array([ISSUE_THRESHOLDS[k] for k in ISSUES]))
+    # a sample is flagged for a box issue when one of its boxes is (the scorer's rule, so the
+    # missing flag's confidence floor applies), for a sample issue when its score reaches the flag
+    hits = box_hits.reindex(table.index, fill_value=False).reindex(columns=list(ISSUES),
+                                                                     fill_value=False)
+    for k in ISSUES:
+        if k not in BOX_ISSUES:
+            hits[k] = table[f"{k}_score"].to_numpy(float) >= ISSUE_THRESHOLDS[k]
+    hits = hits.to_numpy(bool)
     table["flagged"] = [tuple(np.asarray(ISSUES)[row].tolist()) for row in hits]
     table = pd.concat([table, meta.filter(like="count_")], axis=1)
     for method in C.PROJECTION_METHODS:

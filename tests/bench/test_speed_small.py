@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
+
+from audit import constants as C
 
 
 def _positive_finite(values) -> bool:
@@ -89,3 +92,26 @@ def test_benchmarks_reject_bad_output_suffix(tmp_path):
             bench(size="small", out=tmp_path / "table.txt")
         with pytest.raises(ValueError, match="size"):
             bench(size="huge")
+
+
+def test_synthetic_app_flags_by_the_scorers_rule():
+    """The app benchmark's synthetic flags follow :func:`audit.mistakenness.is_flagged`: a
+    prediction scored over the missing threshold but fainter than the confidence floor flags
+    neither its box nor its sample."""
+    from audit.bench.app_speed import SyntheticApp
+    from audit.data.views import BOX_ISSUES
+    from audit.mistakenness import is_flagged
+
+    app = SyntheticApp.build(300, ["a.jpg"], seed=0)
+    boxes = app.boxes
+    faint = ((boxes["missing_score"] >= C.FLAG_SCORES["missing"])
+             & (boxes["confidence"] < C.MISSING_FLAG_CONF))
+    assert faint.any(), "the synthetic world has no faint prediction over the missing threshold"
+    for sample_id in boxes.loc[faint, "sample_id"].unique()[:20]:
+        rows = app.sample_boxes(sample_id)
+        want = np.stack([is_flagged(k, rows[f"{k}_score"], rows["confidence"])
+                         for k in BOX_ISSUES], axis=1).any(axis=1)
+        assert (rows["flagged_issue"].notna().to_numpy() == want).all()
+        missing = boxes[(boxes["sample_id"] == sample_id)]
+        expect = is_flagged("missing", missing["missing_score"], missing["confidence"]).any()
+        assert ("missing" in app.table.loc[sample_id, "flagged"]) == expect
