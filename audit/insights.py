@@ -234,20 +234,38 @@ def _val_tests(f: pd.DataFrame, min_val: int = 3) -> pd.DataFrame:
     return out.assign(p_holm=_holm(out["p"]) if len(out) else [])
 
 
-def _gap_tests(f: pd.DataFrame, gap: float, min_val: int) -> pd.DataFrame:
-    """Per cluster: medians by split, and a one-sided Mann-Whitney p of (val loss / ``gap``) >
-    the cluster's train losses."""
-    ok = f[np.isfinite(f["loss"])]
+def _val_ratios(samples: pd.DataFrame, f: pd.DataFrame) -> tuple[pd.Series, str]:
+    """Each image's loss over its reference train loss, and what the reference is.
+
+    The reference is the ``neighbour_loss_ratio`` column (the median loss of the image's nearest
+    train images in the embedding) where the samples carry it, else the median train loss of the
+    image's cluster. NaN where no ratio can be formed.
+    """
+    if "neighbour_loss_ratio" in samples:
+        ratio = pd.to_numeric(samples["neighbour_loss_ratio"], errors="coerce").to_numpy(float)
+        return pd.Series(ratio, index=f.index), "neighbours"
+    ok = np.isfinite(f["loss"]) & (f["loss"] > 0)
+    train = f[ok & (f["split"] == "train")].groupby("cluster")["loss"].median()
+    reference = f["cluster"].map(train).to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(ok & (reference > 0), f["loss"].to_numpy(float) / reference, np.nan)
+    return pd.Series(ratio, index=f.index), "cluster"
+
+
+def _gap_tests(f: pd.DataFrame, ratio: pd.Series, min_val: int) -> pd.DataFrame:
+    """Per cluster: its val images' median ratio, and a one-sided Mann-Whitney p of their ratios
+    > the other val images' ratios."""
+    ok = np.isfinite(ratio) & (ratio > 0)
+    val = f.assign(ratio=ratio)[ok & (f["split"] == "val")]
     rows = []
-    for c in sorted(f["cluster"].unique()) if np.isfinite(gap) and gap > 0 else []:
-        v_in = ok.loc[(ok["cluster"] == c) & (ok["split"] == "val"), "loss"]
-        t_in = ok.loc[(ok["cluster"] == c) & (ok["split"] == "train"), "loss"]
-        if len(v_in) < min_val or len(t_in) < min_val:
+    for c in sorted(f["cluster"].unique()):
+        v_in, v_out = val.loc[val["cluster"] == c, "ratio"], val.loc[val["cluster"] != c, "ratio"]
+        if len(v_in) < min_val or len(v_out) < min_val:
             continue
-        p = stats.mannwhitneyu(v_in / gap, t_in, alternative="greater").pvalue
+        p = stats.mannwhitneyu(v_in, v_out, alternative="greater").pvalue
         rows.append({"cluster": int(c), "n": int((f["cluster"] == c).sum()), "n_val": len(v_in),
-                     "val_median": v_in.median(), "train_median": t_in.median(), "p": p})
-    out = pd.DataFrame(rows, columns=["cluster", "n", "n_val", "val_median", "train_median", "p"])
+                     "val_ratio": v_in.median(), "p": p})
+    out = pd.DataFrame(rows, columns=["cluster", "n", "n_val", "val_ratio", "p"])
     return out.assign(p_holm=_holm(out["p"]) if len(out) else [])
 
 
@@ -255,49 +273,76 @@ def overfit_insights(
     samples: pd.DataFrame, labels: ArrayLike, *, ratio: float = C.OVERFIT_RATIO,
     alpha: float = C.ALPHA, min_cluster_size: int = C.MIN_CLUSTER_SIZE, min_val: int = 3,
 ) -> list[Insight]:
-    """Clusters with a low train loss and a high val loss, relative to the dataset.
+    """Clusters whose val images lose far more than the train images like them.
 
-    A cluster is overfitted when the model fits its train images better than its val images by
-    more than the dataset's own generalisation gap: its (val median / train median) is at least
-    ``ratio`` times the dataset's, its train median is at most the dataset's, and its val losses,
-    divided by the dataset's val/train median ratio, still lie above its own train losses
-    (one-sided Mann-Whitney U within the cluster, Holm-corrected over the clusters tested). A
-    train-heavy cluster with a handful of val images can pass this: three val losses above
-    every one of forty train losses give p ~ 1e-4. Severity = 1 - 1 / relative ratio.
+    Overfitting is a generalisation gap: the model fits train images of a kind much better than
+    val images of that kind. Each val image's loss is read against its own train reference: the
+    ``neighbour_loss_ratio`` column where the samples carry it (loss over the median loss of the
+    image's nearest train images in the embedding, :mod:`audit.generalisation`), else the median
+    train loss of its cluster. Reading each image against its look-alikes keeps a cluster that
+    mixes kinds of different loss levels (few large objects next to many medium ones) from
+    hiding its gap. A cluster is overfitted when
+
+    - its val images' median ratio is at least ``ratio`` times the median over all val images
+      (the dataset's own gap is the yardstick),
+    - their ratios lie above the other val images' (one-sided Mann-Whitney U, Holm-corrected over
+      the clusters tested, each with at least ``min_val`` val images), and
+    - its median train loss is at most the dataset's (low train loss: hard everywhere is low
+      performance, not overfitting).
+
+    Three val images whose ratios stand above all of 60 others give p ~ 3e-5. Severity =
+    1 - 1 / relative ratio. ``sample_ids``: the cluster's val images, highest ratio first, then
+    its train images, highest loss first.
     """
     f = _frame(samples, labels)
     if not _usable(f, need_splits=True, need_clusters=True, what="overfit"):
         return []
     t0 = f.loc[f["split"] == "train", "loss"].median()
     v0 = f.loc[f["split"] == "val", "loss"].median()
-    tests = _gap_tests(f, v0 / t0 if t0 > 0 else np.nan, min_val)
+    gap, reference = _val_ratios(samples, f)
+    val_gap = gap[(f["split"] == "val") & np.isfinite(gap) & (gap > 0)]
+    if val_gap.empty:
+        return []
+    r0 = float(val_gap.median())
+    tests = _gap_tests(f, gap, min_val)
     tests = tests[tests["n"] >= min_cluster_size]
+    against = (f"the {C.GAP_NEIGHBOURS} train images nearest to each in the embedding"
+               if reference == "neighbours" else "the cluster's median train loss")
     out = []
     for r in tests.itertuples():
-        rel = (r.val_median / r.train_median) / (v0 / t0) if r.train_median > 0 else np.nan
-        if not (rel >= ratio and r.train_median <= t0 and r.p_holm < alpha):
-            continue
-        sentence = (f"Cluster {r.cluster} looks overfitted: median train loss {r.train_median:.2f}"
-                    f" (dataset {t0:.2f}) but median val loss {r.val_median:.2f} (dataset "
-                    f"{v0:.2f}), a val/train ratio {rel:.1f}x the dataset's (Mann-Whitney within "
-                    f"the cluster, Holm p = {r.p_holm:.2g}). Add more varied training images of "
-                    "this kind (or drop near-duplicates) and augment them harder.")
         mask = (f["cluster"] == r.cluster).to_numpy()
+        is_val = (f["split"] == "val").to_numpy()
+        train_median = f.loc[mask & ~is_val, "loss"].median()
+        val_median = f.loc[mask & is_val, "loss"].median()
+        rel = r.val_ratio / r0 if r0 > 0 else np.nan
+        if not (rel >= ratio and train_median <= t0 and r.p_holm < alpha):
+            continue
+        sentence = (f"Cluster {r.cluster} looks overfitted: its {r.n_val} val images lose a median "
+                    f"{r.val_ratio:.1f}x the loss of {against}, against {r0:.1f}x over all val "
+                    f"(Mann-Whitney against the other val images, Holm p = {r.p_holm:.2g}); its "
+                    f"median train loss is {train_median:.2f} (dataset {t0:.2f}), its val loss "
+                    f"{val_median:.2f} (dataset {v0:.2f}). Add more varied training images of this "
+                    "kind (or drop near-duplicates) and augment them harder.")
+        order = pd.DataFrame({"val": is_val[mask], "gap": gap[mask].fillna(-np.inf),
+                              "loss": f.loc[mask, "loss"].fillna(-np.inf)},
+                             index=f.index[mask])
+        order = order.sort_values(["val", "gap", "loss"], ascending=False, kind="stable")
         out.append(Insight(
             kind="overfit", title=f"Cluster {r.cluster}: overfitted", sentence=sentence,
             cluster=r.cluster, severity=float(np.clip(1 - 1 / rel, 0, 1)),
-            sample_ids=_ids(f, mask),
+            sample_ids=tuple(order.index.astype(str)),
             evidence={"plot": "loss_by_split", "cluster": r.cluster, "x": "split",
                       "y": "median_loss", "color": "where",
-                      "train": _quart(f.loc[mask & (f["split"] == "train").to_numpy(), "loss"]),
-                      "val": _quart(f.loc[mask & (f["split"] == "val").to_numpy(), "loss"]),
+                      "train": _quart(f.loc[mask & ~is_val, "loss"]),
+                      "val": _quart(f.loc[mask & is_val, "loss"]),
                       "data": [{"split": "train", "where": f"cluster {r.cluster}",
-                                "median_loss": r.train_median},
+                                "median_loss": train_median},
                                {"split": "val", "where": f"cluster {r.cluster}",
-                                "median_loss": r.val_median},
+                                "median_loss": val_median},
                                {"split": "train", "where": "dataset", "median_loss": t0},
                                {"split": "val", "where": "dataset", "median_loss": v0}]},
-            stats={"relative_ratio": rel, "p": r.p, "p_holm": r.p_holm, "n_val": r.n_val},
+            stats={"relative_ratio": rel, "val_ratio": r.val_ratio, "dataset_val_ratio": r0,
+                   "reference": reference, "p": r.p, "p_holm": r.p_holm, "n_val": r.n_val},
         ))
     return out
 

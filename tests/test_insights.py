@@ -209,9 +209,13 @@ def test_low_train_high_val_cluster_gives_an_overfit_insight():
     assert ins.stats["relative_ratio"] > C.OVERFIT_RATIO
     assert 0 < ins.severity <= 1
     assert ins.evidence["train"]["median"] < ins.evidence["val"]["median"]
-    # the highest-loss samples of the cluster come first
-    losses = samples.loc[list(ins.sample_ids), "loss"].to_numpy()
-    assert np.all(np.diff(losses) <= 0)
+    assert ins.stats["reference"] == "cluster"  # no neighbour ratios: the cluster's train median
+    # the cluster's val images come first (highest ratio first), then its train images by loss
+    ids = list(ins.sample_ids)
+    is_val = (samples.loc[ids, "split"] == "val").to_numpy()
+    assert is_val[: is_val.sum()].all()
+    for part in (ids[: is_val.sum()], ids[is_val.sum():]):
+        assert np.all(np.diff(samples.loc[part, "loss"].to_numpy()) <= 0)
 
 
 def test_train_heavy_cluster_with_three_val_images_can_be_overfitted():
@@ -229,6 +233,37 @@ def test_train_heavy_cluster_with_three_val_images_can_be_overfitted():
     # the same cluster without the gap (train loss like the rest) is not overfitted
     samples, labels = _clustered(sizes, shares, [1.0] * 4, [1.5] * 4)
     assert overfit_insights(samples, labels) == []
+
+
+def test_overfit_reads_each_val_image_against_its_train_look_alikes():
+    """With ``neighbour_loss_ratio`` in the samples, the card reads it, not cluster medians.
+
+    Cluster 0 has train loss 0.5 and val loss 1.5 against 1.0 / 1.5 elsewhere: by cluster medians
+    a gap. If each val image's nearest train images lose as much as it does (ratio 1 everywhere),
+    the cluster merely mixes kinds of different loss levels: no card. If its val images lose 3x
+    their look-alikes against 1.5x elsewhere, the card names the neighbour reference.
+    """
+    samples, labels = _clustered([40] * 4, [0.5] * 4, [0.5, 1.0, 1.0, 1.0], [1.5] * 4)
+    assert [i.cluster for i in overfit_insights(samples, labels)] == [0]
+    flat = samples.assign(neighbour_loss_ratio=1.0)
+    assert overfit_insights(flat, labels) == []
+    train = pd.Series(labels).map({0: 0.5, 1: 1.0, 2: 1.0, 3: 1.0}).to_numpy()
+    gap = samples.assign(neighbour_loss_ratio=samples["loss"].to_numpy() / train)
+    (ins,) = overfit_insights(gap, labels)
+    assert ins.cluster == 0 and ins.stats["reference"] == "neighbours"
+    assert f"the {C.GAP_NEIGHBOURS} train images nearest" in ins.sentence
+    assert ins.stats["val_ratio"] == pytest.approx(3.0, rel=0.15)
+    assert ins.stats["relative_ratio"] >= C.OVERFIT_RATIO
+
+
+def test_overfit_ignores_val_images_without_a_ratio():
+    """NaN ratios (no usable loss) are left out of the test, not counted as 0 or infinity."""
+    samples, labels = _clustered([40] * 4, [0.5] * 4, [0.5, 1.0, 1.0, 1.0], [1.5] * 4)
+    train = pd.Series(labels).map({0: 0.5, 1: 1.0, 2: 1.0, 3: 1.0}).to_numpy()
+    ratio = samples["loss"].to_numpy() / train
+    val0 = np.flatnonzero((labels == 0) & (samples["split"] == "val").to_numpy())
+    ratio[val0[:-2]] = np.nan  # cluster 0 keeps 2 val ratios, fewer than min_val = 3
+    assert overfit_insights(samples.assign(neighbour_loss_ratio=ratio), labels) == []
 
 
 def test_high_train_and_val_loss_is_not_overfitting():
