@@ -5,7 +5,7 @@
   by a standardised mean difference (Cohen's d, pooled SD) of at least ``effect_min``.
 * :func:`loss_curves` / :func:`curve_insights`: loss against a metadata column in quantile bins,
   per split, with Spearman's rho; an insight when |rho| reaches ``rho_min`` and the correlation is
-  significant (Holm over the columns tested).
+  significant (Holm over the columns, losses and splits tested), on val first.
 
 Higher loss = worse everywhere; metadata columns are as in :mod:`audit.metadata`.
 """
@@ -178,15 +178,18 @@ def _spearman(samples: pd.DataFrame, column: str, loss: str,
     return float(res.statistic), float(res.pvalue), int(ok.sum())
 
 
-def _curve_tests(samples, columns, losses, on) -> pd.DataFrame:
-    """Spearman of every (column, loss) pair, Holm-adjusted within its family.
+def _curve_tests(samples, columns, losses, splits) -> pd.DataFrame:
+    """Spearman of every (column, loss, split) triple, Holm-adjusted within its family.
 
     Two families: the curves the tool always draws (``CURVE_COLUMNS``: box area, objects per
     image) are the primary hypotheses; the per-class count columns are exploratory. Pooling them
-    would let the number of classes dilute the primary curves.
+    would let the number of classes dilute the primary curves. ``splits``: split names, None for
+    all samples together.
     """
-    rows = [(c, lo, *_spearman(samples, c, lo, on)) for c in columns for lo in losses]
-    frame = pd.DataFrame(rows, columns=["column", "loss", "rho", "p", "n"]).dropna(subset=["rho"])
+    rows = [(c, lo, sp, *_spearman(samples, c, lo, sp))
+            for c in columns for lo in losses for sp in splits]
+    frame = pd.DataFrame(rows, columns=["column", "loss", "split", "rho", "p", "n"]) \
+        .dropna(subset=["rho"])
     frame["family"] = np.where(frame["column"].isin(CURVE_COLUMNS), "primary", "exploratory")
     frame["p_holm"] = np.nan
     for _, part in frame.groupby("family"):
@@ -202,10 +205,14 @@ def curve_insights(
     """Loss-vs-metadata curves whose Spearman |rho| reaches ``rho_min`` (Holm per family).
 
     Every metadata column is tested against every loss in ``losses`` that the frame has (the
-    total and its components: a component can move with a column while the total does not); per
-    column the loss with the largest significant |rho| makes the insight. The correlation is
-    measured on val (what the model did not train on) when it has at least ``min_samples``
-    samples, else on all samples; the evidence holds the binned curve per split.
+    total and its components: a component can move with a column while the total does not), on
+    val and on train separately (each split with at least ``min_samples`` samples; on all samples
+    together when neither has them). Per column the loss with the largest significant |rho| on
+    val makes the insight (what the model did not train on); train speaks only where val shows
+    no such trend: a trend the model shows even on the images it trained on (small objects it
+    cannot fit at this image size) can be diluted on val by a handful of images that fail for
+    another reason, and the sentence then quotes val's rho beside it. The evidence holds the
+    binned curve per split.
 
     Args:
         samples: samples frame with ``split``, ``loss`` and metadata columns.
@@ -225,30 +232,44 @@ def curve_insights(
         columns = tuple(c for c in (*CURVE_COLUMNS, *sorted(
             c for c in samples.columns if str(c).startswith("count_"))) if c in samples.columns)
     losses = tuple(lo for lo in losses if lo in samples.columns) or ("loss",)
-    n_val = int((samples["split"].astype(str) == "val").sum())
-    on = "val" if n_val >= min_samples else None
-    tests = _curve_tests(samples, columns, losses, on)
+    sizes = samples["split"].astype(str).value_counts()
+    splits = [sp for sp in ("val", "train") if sizes.get(sp, 0) >= min_samples] or [None]
+    tests = _curve_tests(samples, columns, losses, splits)
     hits = tests[(tests["rho"].abs() >= rho_min) & (tests["p_holm"] < alpha)]
-    best = hits.loc[hits.groupby("column")["rho"].apply(lambda r: r.abs().idxmax())] \
-        if len(hits) else hits
-    out = [_curve_insight(samples, r, on, bins) for r in best.itertuples()]
+    out = []
+    for column, part in hits.groupby("column", sort=False):
+        on = "val" if (part["split"] == "val").any() else part["split"].iloc[0]
+        mine = part[part["split"] == on] if on is not None else part
+        r = mine.loc[mine["rho"].abs().idxmax()]
+        val = tests[(tests["column"] == column) & (tests["loss"] == r["loss"])
+                    & (tests["split"] == "val")]
+        out.append(_curve_insight(samples, r, on, bins,
+                                  val=None if on == "val" or val.empty else val.iloc[0]))
     return sorted(out, key=lambda i: -i.severity)
 
 
-def _curve_insight(samples: pd.DataFrame, r, on: str | None, bins: int) -> Insight:
-    """One curve insight from a row of the tests frame."""
+def _curve_insight(samples: pd.DataFrame, r, on: str | None, bins: int,
+                   val: pd.Series | None = None) -> Insight:
+    """One curve insight from a row of the tests frame (``val``: the same curve's val row, quoted
+    when the insight is measured on train)."""
     col, loss, rho = str(r.column), str(r.loss), float(r.rho)
     noun, more, less = _describe(col)
     what = LOSS_NAMES.get(loss, loss)
     sentence = (f"{what.capitalize()} rises with {more if rho > 0 else less} {noun}: Spearman "
                 f"rho = {rho:+.2f} between {noun} and {what} on {on or 'all'} images "
-                f"(n = {r.n}, Holm p = {r.p_holm:.2g}).")
+                f"(n = {r.n}, Holm p = {r.p_holm:.2g})")
+    if val is not None:
+        sentence += f"; on val rho = {float(val.rho):+.2f} (n = {int(val.n)})"
+    sentence += "."
     if col in ("median_box_area", "min_box_area") and rho < 0:
         sentence += (" Small objects are the weak spot: train at a larger image size, add "
                      "small-object images, or check that small objects are labelled.")
-    elif col.startswith("count_") or col == "n_objects":
+    elif (col.startswith("count_") or col == "n_objects") and rho > 0:
         sentence += (" Crowded images are the weak spot: check how crowded scenes are "
                      "labelled and add more of them.")
+    elif col.startswith("count_") or col == "n_objects":
+        sentence += (f" Images with few {noun.removesuffix(' per image')} are the weak spot: "
+                     "open the images this card lists to see what else they hold.")
     x = pd.to_numeric(samples[col], errors="coerce").to_numpy(float)
     worst = np.argsort(x if rho < 0 else -x, kind="stable")
     worst = worst[np.isfinite(x[worst])]
@@ -260,5 +281,6 @@ def _curve_insight(samples: pd.DataFrame, r, on: str | None, bins: int) -> Insig
                   "y": "median_loss", "color": "split",
                   "data": loss_curve(samples, col, loss=loss, bins=bins).to_dict("records")},
         stats={"rho": rho, "p": float(r.p), "p_holm": float(r.p_holm), "n": int(r.n),
-               "split": on or "all", "loss": loss},
+               "split": on or "all", "loss": loss,
+               "val_rho": float(val.rho) if val is not None else None},
     )

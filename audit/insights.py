@@ -162,7 +162,10 @@ def imbalance_insights(
         logit = lambda x: math.log(min(max(x, 0.01), 0.99) / (1 - min(max(x, 0.01), 0.99)))  # noqa: E731
         sev = min(1.0, abs(logit(r.share) - logit(p0)) / 4)
         gap = _val_gap(samples, f["cluster"] == c)
-        if heavy:
+        if heavy and n_val == 0:
+            tail = ("No val image measures how the model does on it: move or add val images "
+                    "like these.")
+        elif heavy:
             images = "val image under-measures" if n_val == 1 else "val images under-measure"
             tail = (f"Its {n_val} {images} how the model does on it: move or add val images "
                     f"like these.{gap['text']}")

@@ -200,6 +200,45 @@ def test_loss_rising_with_a_class_count_names_the_class():
     assert "more person objects per image" in ins.sentence and "Crowded" in ins.sentence
 
 
+def test_a_trend_on_train_only_is_reported_on_train_with_vals_rho():
+    """Val shows no trend (a few large-box val images fail for another reason); train does: the
+    card is measured on train and quotes val's rho."""
+    rng = np.random.default_rng(3)
+    n_train, n_val = 200, 60
+    area = rng.uniform(0.001, 0.2, n_train + n_val)
+    loss = (0.05 / area) * rng.lognormal(0, 0.2, n_train + n_val)
+    loss[n_train:] = rng.permutation(loss[n_train:])  # val: loss unrelated to area
+    samples = samples_frame([f"s{i}" for i in range(n_train + n_val)],
+                            split=["train"] * n_train + ["val"] * n_val, loss=loss,
+                            median_box_area=area)
+    (ins,) = curve_insights(samples)
+    assert ins.stats["split"] == "train" and ins.stats["n"] == n_train
+    assert ins.stats["rho"] < -0.3 and abs(ins.stats["val_rho"]) < 0.3
+    assert f"on train images (n = {n_train}," in ins.sentence
+    assert f"on val rho = {ins.stats['val_rho']:+.2f} (n = {n_val})" in ins.sentence
+
+
+def test_val_trend_is_preferred_to_a_stronger_train_trend():
+    samples = _curve_frame(n=200)
+    train = (samples["split"] == "train").to_numpy()
+    sharper = samples["loss"].where(~train, (0.05 / samples["median_box_area"]) ** 2)
+    (ins,) = curve_insights(samples.assign(loss=sharper))
+    assert ins.stats["split"] == "val" and ins.stats["val_rho"] is None
+    assert "on val rho" not in ins.sentence
+
+
+def test_loss_rising_with_fewer_objects_of_a_class_is_not_called_crowded():
+    rng = np.random.default_rng(2)
+    n = 80
+    rings = rng.integers(0, 10, n)
+    samples = samples_frame([f"s{i}" for i in range(n)], split="val",
+                            loss=(10 - rings) * rng.lognormal(0, 0.2, n), count_ring=rings)
+    (ins,) = curve_insights(samples)
+    assert ins.stats["rho"] < -0.3 and "fewer ring objects per image" in ins.sentence
+    assert "Crowded" not in ins.sentence
+    assert "Images with few ring objects are the weak spot" in ins.sentence
+
+
 def test_small_val_split_measures_on_all_samples():
     samples = _curve_frame(n=60)  # 30 val: at the limit
     assert curve_insights(samples)[0].stats["split"] == "val"

@@ -176,6 +176,13 @@ def test_train_heavy_card_with_one_val_image_speaks_of_one():
     assert (f"That val image loses 0.8x the loss of the {C.GAP_NEIGHBOURS} train images nearest "
             "to it") in ins.sentence
 
+
+def test_train_heavy_card_without_val_images_says_so():
+    samples, labels = _clustered([60] * 5, [1.0, 0.7, 0.7, 0.7, 0.7], [1.0] * 5, [1.5] * 5)
+    (ins,) = imbalance_insights(samples.assign(neighbour_loss_ratio=1.0), labels)
+    assert "No val image measures how the model does on it" in ins.sentence
+    assert "Its 0 val" not in ins.sentence and "lose" not in ins.sentence
+
 def test_val_heavy_cluster_is_named_val_heavy():
     samples, labels = _clustered([60] * 7, [0.2] + [0.7] * 6, [1.0] * 7, [1.5] * 7)
     (ins,) = imbalance_insights(samples, labels)
