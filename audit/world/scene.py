@@ -146,9 +146,9 @@ def _scatter(rng: np.random.Generator, size: tuple[int, int], n: int,
 
 
 def _occluded(rng: np.random.Generator, size: tuple[int, int]) -> list[SceneObject]:
-    """2-3 large objects, each overlapping the previous one strongly (IoU about 0.2-0.5)."""
+    """Two large objects, the second overlapping the first strongly (IoU about 0.2-0.5)."""
     objects: list[SceneObject] = []
-    for _ in range(int(rng.integers(2, 4))):
+    for _ in range(2):
         label = int(rng.integers(0, len(CLASS_NAMES)))
         side = float(rng.uniform(0.3, 0.42)) * min(size)
         boxes = [o.box for o in objects]
@@ -220,11 +220,11 @@ def make_scene(kind: str, rng: np.random.Generator, *, occluded: bool = False) -
     if kind == "easy" and occluded:
         objects = _occluded(rng, size)
     elif kind == "easy":
-        objects = _scatter(rng, size, int(rng.integers(1, 4)), (0.3, 0.5), (0.0, 0.03), 0.0)
+        objects = _scatter(rng, size, 2, (0.3, 0.5), (0.0, 0.03), 0.0)
     elif kind == "small":
         objects = _scatter(rng, size, int(rng.integers(8, 17)), (0.035, 0.07), (0.0, 0.1), 0.3)
     elif kind == "mixed":
-        n = int(rng.integers(3, 8))
+        n = int(rng.integers(4, 9))
         labels = [int(v) for v in rng.permutation(len(CLASS_NAMES))[:2]]
         labels += [int(rng.integers(0, len(CLASS_NAMES))) for _ in range(n - 2)]
         objects = _scatter(rng, size, n, (0.12, 0.28), (0.0, 0.3), 0.35, labels)
