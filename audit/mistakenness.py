@@ -101,7 +101,9 @@ def score_boxes(
     neighbour label shares):
 
     * wrong_class (gt) = noisyor(max(0, q_other - q_same), w_c p_other (1 - p_own) (1 - far)),
-      with ``w_c = class_knn_weight``; ``suggested_label`` = that other class.
+      with ``w_c = class_knn_weight``; ``suggested_label`` = that other class. A prediction
+      that overlaps a label of its own class at least as well as this box counts for that label,
+      not in ``q_other`` (two overlapping objects of different classes).
     * bad_box (gt) = noisyor(c_m * ramp(loc_iou - IoU_m over loc_iou - match_iou) * (1 - fade),
       product of the two best same-class predictions lying inside it (a merged box),
       ``atypical_weight`` * w * far), with ``w = gt_knn_weight`` and ``m`` the same-class
@@ -216,7 +218,11 @@ class _Context:
         hit = pairs["iou"] >= match_iou
         n_g = len(g_xy)
         q_same, _ = _max_by(gi, pc, n_g, hit & same)
-        q_other, other_pair = _max_by(gi, pc, n_g, hit & ~same)
+        # an other-class prediction that overlaps a label of its own class at least as well is
+        # that label's object seen again (two overlapping objects), not evidence against this one
+        own_iou, _ = _max_by(pj, pairs["iou"], len(p_xy), same)
+        explained = own_iou[pj] >= pairs["iou"] if pj.size else np.zeros(0, bool)
+        q_other, other_pair = _max_by(gi, pc, n_g, hit & ~same & ~explained)
         support, _ = _max_by(gi, pc * np.minimum(1.0, pairs["iou"] / match_iou), n_g, gi >= 0)
         area_ratio = B.box_area(p_xy)[pj] / np.maximum(B.box_area(g_xy)[gi], 1e-12)
         cover_iou = np.minimum(1.0, pairs["iou"] / match_iou)

@@ -166,6 +166,21 @@ def test_same_class_prediction_weakens_the_wrong_class_evidence():
     assert outvoted.loc["b0", "wrong_class_score"] == 0.0
 
 
+def test_prediction_of_an_overlapping_labelled_object_is_no_class_evidence():
+    """Two overlapping objects, a crate behind a ball: the model sees the ball (IoU 0.92 with the
+    ball's label, 0.66 with the crate's) and misses the crate. The ball prediction is the ball's,
+    not a sign that the crate is mislabelled; without the ball's label it is."""
+    crate, ball = (100, 100, 200, 200), (125, 100, 225, 200)  # IoU 0.6
+    seen = (120, 100, 222, 200)  # IoU 0.92 with the ball, 0.66 with the crate
+    both = _scores([gt("s0", crate, "crate"), gt("s0", ball, "ball"),
+                    pred("s0", seen, "ball", conf=0.93)])
+    assert both.loc["b0", "wrong_class_score"] == 0.0
+    assert both.loc["b1", "wrong_class_score"] == 0.0
+    alone = _scores([gt("s0", crate, "crate"), pred("s0", seen, "ball", conf=0.93)])
+    assert alone.loc["b0", "wrong_class_score"] >= 0.9
+    assert alone.loc["b0", "suggested_label"] == "ball"
+
+
 def test_unsupported_box_scores_above_a_supported_one():
     supported = _scores([gt("s0", BOX), pred("s0", BOX, conf=0.95)])
     unsupported = _scores([gt("s0", BOX), pred("s0", (400, 300, 450, 350), conf=0.95)])
