@@ -293,4 +293,22 @@ def test_high_val_loss_cluster_gives_a_low_performance_insight_with_the_worst_cl
     assert "Worst class there: dog (val recall 0.30)" in ins.sentence
     assert ins.stats["loss_ratio"] > C.LOW_PERF_RATIO
     assert ins.evidence["recall"] == {"car": 0.8, "dog": 0.3}
+    assert ins.stats["loss"] == "loss"
     json.dumps(ins.to_dict())
+
+
+def test_a_cluster_weak_on_box_loss_alone_is_found_and_named_by_that_loss():
+    """Small objects: val box loss 3x the rest's while the class loss is lower, so the total
+    stays ordinary. The card names the box loss; DFL is not tested."""
+    samples, labels = _clustered([40] * 4, [0.5] * 4, [1.0] * 4, [1.5] * 4)
+    rng = np.random.default_rng(1)
+    val0 = ((labels == 0) & (samples["split"] == "val").to_numpy())
+    box = np.where(val0, 1.5, 0.5) * rng.lognormal(0, 0.1, len(samples))
+    dfl = np.where(labels == 1, 5.0, 0.5)
+    samples = samples.assign(loss_box=box, loss_cls=np.maximum(samples["loss"] - box, 0.01),
+                             loss_dfl=dfl)
+    assert [i.cluster for i in low_performance_insights(samples[["split", "loss"]], labels)] == []
+    (ins,) = low_performance_insights(samples, labels)
+    assert ins.cluster == 0 and ins.stats["loss"] == "loss_box"
+    assert "median val box loss" in ins.sentence
+    assert ins.evidence["loss"] == "loss_box"

@@ -6,7 +6,8 @@ every image (not against anything the auditor computed):
 
 1. a train-heavy cluster made of the easy scene kind, and an overfit card on a cluster of the
    easy kind (its val images, heavily occluded, lose far more than their train look-alikes);
-2. box loss rising as the median box area falls (small objects);
+2. box loss rising as the median box area falls, and a cluster of the small kind named a weak
+   spot on box loss;
 3. the book class labelled with mixed conventions (group boxes and one box per book);
 4. the metadata that sets the easy cluster apart (few, large objects).
 
@@ -124,6 +125,14 @@ def test_train_heavy_easy_cluster_is_described_by_its_metadata(demo) -> None:
     effects = {e["column"]: e["d"] for e in meta[0]["stats"]["effect_sizes"]}
     # the easy kind is 1-3 large objects per image: fewer objects, larger boxes than the rest
     assert effects.get("n_objects", 0) < -0.5 or effects.get("median_box_area", 0) > 0.5, effects
+
+
+def test_small_object_cluster_is_a_weak_spot_on_box_loss(demo) -> None:
+    ds, insights, kinds = demo
+    weak = [i for i in insights if i["kind"] == "low_performance"
+            and _share(kinds, _cluster_ids(ds, i["cluster"]), "small") >= 0.6]
+    assert weak, [i["sentence"] for i in insights if i["kind"] == "low_performance"]
+    assert {i["stats"]["loss"] for i in weak} == {"loss_box"}
 
 
 def test_loss_rises_as_median_box_area_falls(demo) -> None:
