@@ -326,7 +326,8 @@ def overfit_insights(
                     f"median train loss is {train_median:.2f} (dataset {t0:.2f}), its val loss "
                     f"{val_median:.2f} (dataset {v0:.2f}). Add more varied training images of this "
                     "kind (or drop near-duplicates) and augment them harder.")
-        order = pd.DataFrame({"val": is_val[mask], "gap": gap[mask].fillna(-np.inf),
+        order = pd.DataFrame({"val": is_val[mask],
+                              "gap": gap[mask].where(is_val[mask]).fillna(-np.inf),
                               "loss": f.loc[mask, "loss"].fillna(-np.inf)},
                              index=f.index[mask])
         order = order.sort_values(["val", "gap", "loss"], ascending=False, kind="stable")

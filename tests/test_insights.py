@@ -261,6 +261,16 @@ def test_overfit_reads_each_val_image_against_its_train_look_alikes():
     assert f"the {C.GAP_NEIGHBOURS} train images nearest" in ins.sentence
     assert ins.stats["val_ratio"] == pytest.approx(3.0, rel=0.15)
     assert ins.stats["relative_ratio"] >= C.OVERFIT_RATIO
+    # val images first by ratio, then train images by loss (their ratios shuffled: not by those)
+    is_train = (samples["split"] == "train").to_numpy()
+    shuffled = gap["neighbour_loss_ratio"].to_numpy().copy()
+    shuffled[is_train] = np.random.default_rng(0).permutation(shuffled[is_train])
+    (ins,) = overfit_insights(gap.assign(neighbour_loss_ratio=shuffled), labels)
+    ids = list(ins.sample_ids)
+    n_val = ins.stats["n_val"]
+    assert (samples.loc[ids[:n_val], "split"] == "val").all()
+    assert np.all(np.diff(shuffled[samples.index.get_indexer(ids[:n_val])]) <= 0)
+    assert np.all(np.diff(samples.loc[ids[n_val:], "loss"].to_numpy()) <= 0)
 
 
 def test_overfit_ignores_val_images_without_a_ratio():
