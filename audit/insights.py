@@ -221,20 +221,23 @@ def _quart(x: pd.Series) -> dict:
     return {"q25": q[0], "median": q[1], "q75": q[2], "n": len(x)}
 
 
-def _val_tests(f: pd.DataFrame, min_val: int = 3) -> pd.DataFrame:
-    """Per cluster: val medians, and a one-sided Mann-Whitney p of val loss > rest's val."""
-    val = f[(f["split"] == "val") & np.isfinite(f["loss"])]
+def _val_vs_rest(f: pd.DataFrame, values: pd.Series, min_val: int = 3) -> pd.DataFrame:
+    """Per cluster: the median of ``values`` over its val images and over the other val images,
+    and a one-sided Mann-Whitney p of its val values > the others' (NaN values left out; clusters
+    where either side has fewer than ``min_val`` are skipped). No multiple-testing correction."""
+    val = f.assign(value=values)
+    val = val[(val["split"] == "val") & np.isfinite(val["value"])]
     rows = []
     for c in sorted(f["cluster"].unique()):
-        v_in, v_out = val.loc[val["cluster"] == c, "loss"], val.loc[val["cluster"] != c, "loss"]
+        v_in = val.loc[val["cluster"] == c, "value"]
+        v_out = val.loc[val["cluster"] != c, "value"]
         if len(v_in) < min_val or len(v_out) < min_val:
             continue
         p = stats.mannwhitneyu(v_in, v_out, alternative="greater").pvalue
         rows.append({"cluster": int(c), "n": int((f["cluster"] == c).sum()), "n_val": len(v_in),
                      "val_median": v_in.median(), "rest_val_median": v_out.median(), "p": p})
-    out = pd.DataFrame(rows, columns=["cluster", "n", "n_val", "val_median", "rest_val_median",
-                                      "p"])
-    return out.assign(p_holm=_holm(out["p"]) if len(out) else [])
+    return pd.DataFrame(rows, columns=["cluster", "n", "n_val", "val_median", "rest_val_median",
+                                       "p"])
 
 
 def _val_ratios(samples: pd.DataFrame, f: pd.DataFrame) -> tuple[pd.Series, str]:
@@ -253,23 +256,6 @@ def _val_ratios(samples: pd.DataFrame, f: pd.DataFrame) -> tuple[pd.Series, str]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(ok & (reference > 0), f["loss"].to_numpy(float) / reference, np.nan)
     return pd.Series(ratio, index=f.index), "cluster"
-
-
-def _gap_tests(f: pd.DataFrame, ratio: pd.Series, min_val: int) -> pd.DataFrame:
-    """Per cluster: its val images' median ratio, and a one-sided Mann-Whitney p of their ratios
-    > the other val images' ratios."""
-    ok = np.isfinite(ratio) & (ratio > 0)
-    val = f.assign(ratio=ratio)[ok & (f["split"] == "val")]
-    rows = []
-    for c in sorted(f["cluster"].unique()):
-        v_in, v_out = val.loc[val["cluster"] == c, "ratio"], val.loc[val["cluster"] != c, "ratio"]
-        if len(v_in) < min_val or len(v_out) < min_val:
-            continue
-        p = stats.mannwhitneyu(v_in, v_out, alternative="greater").pvalue
-        rows.append({"cluster": int(c), "n": int((f["cluster"] == c).sum()), "n_val": len(v_in),
-                     "val_ratio": v_in.median(), "p": p})
-    out = pd.DataFrame(rows, columns=["cluster", "n", "n_val", "val_ratio", "p"])
-    return out.assign(p_holm=_holm(out["p"]) if len(out) else [])
 
 
 def overfit_insights(
@@ -307,21 +293,22 @@ def overfit_insights(
     if val_gap.empty:
         return []
     r0 = float(val_gap.median())
-    tests = _gap_tests(f, gap, min_val)
+    tests = _val_vs_rest(f, gap.where(gap > 0), min_val)
     tests = tests[tests["n"] >= min_cluster_size]
+    tests = tests.assign(p_holm=_holm(tests["p"]) if len(tests) else [])
+    is_val = (f["split"] == "val").to_numpy()
     against = (f"the {C.GAP_NEIGHBOURS} train images nearest to each in the embedding"
                if reference == "neighbours" else "the cluster's median train loss")
     out = []
     for r in tests.itertuples():
         mask = (f["cluster"] == r.cluster).to_numpy()
-        is_val = (f["split"] == "val").to_numpy()
         train_median = f.loc[mask & ~is_val, "loss"].median()
         val_median = f.loc[mask & is_val, "loss"].median()
-        rel = r.val_ratio / r0 if r0 > 0 else np.nan
+        rel = r.val_median / r0 if r0 > 0 else np.nan
         if not (rel >= ratio and train_median <= t0 and r.p_holm < alpha):
             continue
         sentence = (f"Cluster {r.cluster} looks overfitted: its {r.n_val} val images lose a median "
-                    f"{r.val_ratio:.1f}x the loss of {against}, against {r0:.1f}x over all val "
+                    f"{r.val_median:.1f}x the loss of {against}, against {r0:.1f}x over all val "
                     f"(Mann-Whitney against the other val images, Holm p = {r.p_holm:.2g}); its "
                     f"median train loss is {train_median:.2f} (dataset {t0:.2f}), its val loss "
                     f"{val_median:.2f} (dataset {v0:.2f}). Add more varied training images of this "
@@ -345,7 +332,7 @@ def overfit_insights(
                                 "median_loss": val_median},
                                {"split": "train", "where": "dataset", "median_loss": t0},
                                {"split": "val", "where": "dataset", "median_loss": v0}]},
-            stats={"relative_ratio": rel, "val_ratio": r.val_ratio, "dataset_val_ratio": r0,
+            stats={"relative_ratio": rel, "val_ratio": r.val_median, "dataset_val_ratio": r0,
                    "reference": reference, "p": r.p, "p_holm": r.p_holm, "n_val": r.n_val},
         ))
     return out
@@ -376,9 +363,9 @@ def low_performance_insights(
         return []
     parts = []
     for col in (c for c in LOW_PERF_LOSSES if c == "loss" or c in samples.columns):
-        g = f if col == "loss" else f.assign(
-            loss=pd.to_numeric(samples[col], errors="coerce").to_numpy(float))
-        t = _val_tests(g).drop(columns="p_holm").assign(loss=col)
+        values = f["loss"] if col == "loss" else pd.Series(
+            pd.to_numeric(samples[col], errors="coerce").to_numpy(float), index=f.index)
+        t = _val_vs_rest(f, values).assign(loss=col)
         parts.append(t[t["n"] >= min_cluster_size])
     tests = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if tests.empty:
