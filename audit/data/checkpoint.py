@@ -87,6 +87,23 @@ def _first_line(exc: BaseException) -> str:
     return line.split(". ")[0] if len(line) > 120 else line  # torch's zip errors run on
 
 
+# torch.save's legacy (pre-zip) format opens with its magic number pickled at protocol 2.
+_LEGACY_TORCH_HEADER = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19."
+
+
+def _torch_container(path: Path) -> bool:
+    """Whether ``path`` is laid out as torch.save writes a file: a complete zip archive (the
+    default since torch 1.6) or the legacy pickle stream that opens with torch's magic number."""
+    import zipfile
+
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_LEGACY_TORCH_HEADER))
+        return head == _LEGACY_TORCH_HEADER or zipfile.is_zipfile(path)
+    except OSError:
+        return False
+
+
 def _load_yolo(path: Path) -> Any:
     """``ultralytics.YOLO(path)``, any loading failure turned into a ValueError naming the file."""
     import pickle
@@ -98,7 +115,11 @@ def _load_yolo(path: Path) -> Any:
         return YOLO(str(path))
     except Exception as exc:  # ultralytics raises TypeError, pickle errors, RuntimeError, ...
         cause = exc.__cause__ or exc
-        damaged = ("not a loadable checkpoint" in str(exc)
+        # Arbitrary bytes fail the unpickler in arbitrary ways (ValueError, KeyError, ...), so the
+        # container decides first: torch writes a zip archive (or, before 1.6, a pickle that opens
+        # with its magic number); a file that is neither cannot be a checkpoint at all.
+        damaged = (not _torch_container(path)
+                   or "not a loadable checkpoint" in str(exc)
                    or isinstance(cause, EOFError | OSError | pickle.UnpicklingError
                                  | zipfile.BadZipFile)
                    or (isinstance(cause, RuntimeError) and any(

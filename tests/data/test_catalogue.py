@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -99,7 +100,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path)
     builders: dict[str, Callable[[Path], Any]] = {
         "classifier": classifier,
         "plain-dict": lambda p: torch.save({"weights": [1.0, 2.0], "epoch": 3}, p),
-        "random": lambda p: p.write_bytes(os.urandom(4096)),
+        "random": lambda p: p.write_bytes(random.Random(0).randbytes(4096)),
         "truncated": lambda p: p.write_bytes(tiny_checkpoint.read_bytes()[:50_000]),
         "empty": lambda p: p.write_bytes(b""),
         "renamed": renamed,

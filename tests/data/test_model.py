@@ -339,6 +339,21 @@ def test_load_rejects_bad_checkpoints(tmp_path, writer, match):
     assert str(path) in str(err.value)
 
 
+@pytest.mark.parametrize("prefix", [b"", b"\x80", b"\x80\x02", b"PK\x03\x04"])
+def test_random_bytes_are_always_called_damaged(tmp_path, prefix):
+    """Garbage fails torch's unpickler with whatever error its bytes happen to hit (ValueError
+    'unregistered extension code', KeyError, UnicodeDecodeError, ...): the message must not
+    depend on which. Forty draws per prefix (pickle's protocol opcode, a zip's local header)."""
+    rng = np.random.default_rng(7)
+    path = tmp_path / "model.pt"
+    for draw in range(40):
+        path.write_bytes(prefix + rng.bytes(int(rng.integers(1, 4096))))
+        with pytest.raises(ValueError) as err:
+            load_detector(path)
+        assert "empty, truncated or corrupted" in str(err.value), (draw, str(err.value))
+        assert str(path) in str(err.value)
+
+
 def test_load_rejects_non_pt_file(tmp_path):
     path = tmp_path / "yolo11n.yaml"
     path.write_text("nc: 3\n")
