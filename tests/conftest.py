@@ -25,6 +25,15 @@ os.environ["YOLO_VERBOSE"] = "false"
 os.environ["YOLO_CONFIG_DIR"] = str(_STATE / "ultralytics")
 os.environ["MPLCONFIGDIR"] = str(_STATE / "matplotlib")
 
+# Property tests draw the same examples on every run (a clean clone has no example database, so a
+# random draw could fail CI on a commit that changed nothing). `HYPOTHESIS_PROFILE=explore` draws
+# fresh examples on each run, to hunt for counterexamples by hand.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("explore", deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
 
 def pytest_sessionfinish(session, exitstatus):
     """Stop this session's FiftyOne database service, then remove the temporary state folder."""
