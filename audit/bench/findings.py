@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from audit import constants as C
-from audit.bench.metrics import evaluate_boxes, evaluate_images
+from audit.bench.metrics import evaluate_boxes, evaluate_flags, evaluate_images
 from audit.bench.peers import PeerScores, brain_scores, objectlab_scores
 from audit.bench.tables import check_out, write_tables
 from audit.bench.truth import box_truth, convention_rows, image_truth, read_noise
@@ -65,14 +65,18 @@ class FindingsReport:
         boxes: one row per (split, error_type, method): ``auroc``, ``ap`` (NaN with ``reason``).
         images: one row per (split, method): ``ap``, ``auroc``, ``p_at_100``, ``p_at_k``, ``k``.
         targets: one row per (target, split): ``holds`` (bool) and ``detail``.
+        flags: ours only, one row per (split, error_type): precision and recall of the flag
+            each score raises at its default threshold (``C.FLAG_SCORES``), what a reviewer's
+            triage queue holds.
     """
 
     boxes: pd.DataFrame
     images: pd.DataFrame
     targets: pd.DataFrame
+    flags: pd.DataFrame
 
     def text(self) -> str:
-        """The three tables as plain text."""
+        """The tables as plain text."""
         fmt = {"float_format": lambda v: f"{v:.3f}"}
         box = self.boxes.set_index(["split", "error_type", "method"])
         img = self.images.set_index(["split", "method"])
@@ -80,7 +84,9 @@ class FindingsReport:
             "Box level (higher = better; NaN: see reason)",
             box.to_string(**fmt),
             "Image level (images whose only departure from the clean labels is a book convention "
-            "left out)", img.to_string(**fmt), "Targets",
+            "left out)", img.to_string(**fmt),
+            "Flags of ours at the default thresholds (the triage queue)",
+            self.flags.set_index(["split", "error_type"]).to_string(**fmt), "Targets",
             self.targets.to_string(index=False)])
 
 
@@ -90,7 +96,7 @@ def bench_findings(size: str = "full", out: str | Path | None = None, *, seed: i
 
     Args:
         size: "small" (40-image world, for tests) or "full" (the default demo world).
-        out: also write the tables here: ``.json`` (all three tables) or ``.csv`` (one long table
+        out: also write the tables here: ``.json`` (all four tables) or ``.csv`` (one long table
             with a ``level`` column).
         seed: seed of the world. The demo's (``C.SEED``) is the world the demo checkpoint was
             trained on; any other draws a world it never saw (both splits unseen), a held-out
@@ -118,7 +124,7 @@ def bench_findings(size: str = "full", out: str | Path | None = None, *, seed: i
     report = score_world(dataset, world, progress=progress)
     if out is not None:
         write_tables(out, {"boxes": report.boxes, "images": report.images,
-                           "targets": report.targets})
+                           "flags": report.flags, "targets": report.targets})
     if echo:
         print(report.text())
     return report
@@ -189,6 +195,10 @@ def score_world(dataset, world: Path, *, progress: bool = True) -> FindingsRepor
 
     ours = run_all(samples, embeddings, boxes, box_features)
     box_scores, image_scores = _ours_scores(ours.boxes, ours.samples, boxes)
+    ours_boxes = ours.boxes.set_index("box_id") if "box_id" in ours.boxes else ours.boxes
+    flags = {t: ours_boxes[f"is_{col.removesuffix('_score')}_issue"]
+             for t, col in OURS_SCORES.items()
+             if f"is_{col.removesuffix('_score')}_issue" in ours_boxes}
     peers = {"brain": (lambda: brain_scores(dataset, progress=progress), BRAIN_SCORES),
              "objectlab": (lambda: objectlab_scores(boxes, list(images["sample_id"]),
                                                     progress=progress), OBJECTLAB_SCORES)}
@@ -204,7 +214,8 @@ def score_world(dataset, world: Path, *, progress: bool = True) -> FindingsRepor
         image_scores[name] = result.samples["image_score"]
     box_table = evaluate_boxes(truth_boxes, box_scores)
     image_table = evaluate_images(truth_images, image_scores)
-    return FindingsReport(box_table, image_table, check_targets(box_table, image_table))
+    return FindingsReport(box_table, image_table, check_targets(box_table, image_table),
+                          evaluate_flags(truth_boxes, flags))
 
 
 def _ours_scores(box_frame: pd.DataFrame, sample_frame: pd.DataFrame, boxes: pd.DataFrame):

@@ -18,6 +18,7 @@ BOX_COLUMNS = ["split", "error_type", "method", "auroc", "ap", "n_pos", "n_neg",
                "reason"]
 IMAGE_COLUMNS = ["split", "method", "ap", "auroc", "p_at_100", "p_at_k", "k", "n_pos", "n_images",
                  "reason"]
+FLAG_COLUMNS = ["split", "error_type", "n_pos", "n_flags", "n_true", "precision", "recall"]
 
 
 def ranked(scores: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -108,3 +109,36 @@ def evaluate_images(truth: pd.DataFrame, scores: dict[str, pd.Series | str], *,
                          "p_at_k": precision_at(y, s, k), "reason": reason
                          or ("" if len(y) >= top_k else f"fewer than {top_k} images")})
     return pd.DataFrame(rows, columns=IMAGE_COLUMNS)
+
+
+def evaluate_flags(truth: pd.DataFrame, flags: dict[str, pd.Series]) -> pd.DataFrame:
+    """Precision and recall of boolean flags (a score's default threshold) per split and type.
+
+    Args:
+        truth: as for :func:`evaluate_boxes`.
+        flags: ``error_type -> Series`` of booleans indexed by ``box_id`` (absent ids: not
+            flagged).
+
+    Returns:
+        Frame with columns ``FLAG_COLUMNS``: ``n_flags`` evaluated boxes flagged, ``n_true`` of
+        them errors; precision NaN without flags, recall NaN without positives.
+
+    Example:
+        >>> t = pd.DataFrame({"split": "val", "error_type": "flip", "box_id": ["a", "b", "c"],
+        ...                   "is_error": [True, True, False]})
+        >>> f = evaluate_flags(t, {"flip": pd.Series({"a": True, "c": True})})
+        >>> f[["n_flags", "n_true", "precision", "recall"]].to_numpy().tolist()
+        [[2.0, 1.0, 0.5, 0.5]]
+    """
+    rows = []
+    for (split, etype), part in truth.groupby(["split", "error_type"], sort=True):
+        if etype not in flags:
+            continue
+        y = part["is_error"].to_numpy(bool)
+        f = flags[etype].reindex(part["box_id"]).fillna(False).to_numpy(bool)
+        n_flags, n_true = int(f.sum()), int((f & y).sum())
+        rows.append({"split": split, "error_type": etype, "n_pos": int(y.sum()),
+                     "n_flags": n_flags, "n_true": n_true,
+                     "precision": n_true / n_flags if n_flags else np.nan,
+                     "recall": n_true / y.sum() if y.any() else np.nan})
+    return pd.DataFrame(rows, columns=FLAG_COLUMNS)

@@ -139,6 +139,22 @@ def test_an_image_with_a_convention_and_an_injected_error_stays_positive(noise):
     has = image_truth(pd.concat([noise, conv], ignore_index=True), images)["has_error"]
     assert has.to_dict() == {"a": True}
 
+def test_flag_precision_and_recall_count_absent_boxes_as_unflagged():
+    from audit.bench.metrics import evaluate_flags
+
+    truth = pd.DataFrame({"split": ["val"] * 4 + ["train"] * 2,
+                          "error_type": ["flip"] * 4 + ["shift"] * 2,
+                          "box_id": ["a", "b", "c", "d", "e", "f"],
+                          "is_error": [True, True, False, False, True, False]})
+    out = evaluate_flags(truth, {"flip": pd.Series({"a": True, "c": True, "d": False,
+                                                    "zz": True}),
+                                 "shift": pd.Series(dtype=bool)}).set_index("error_type")
+    assert out.loc["flip", ["n_flags", "n_true"]].tolist() == [2, 1]
+    assert out.loc["flip", "precision"] == 0.5 and out.loc["flip", "recall"] == 0.5
+    assert out.loc["shift", "n_flags"] == 0 and math.isnan(out.loc["shift", "precision"])
+    assert out.loc["shift", "recall"] == 0.0
+
+
 def test_ranked_puts_unscored_last_and_precision_at_k():
     assert ranked(np.array([0.2, np.nan, 0.0])).tolist() == [0.2, -1.0, 0.0]
     assert math.isnan(precision_at(np.array([True]), np.array([1.0]), 0))
@@ -269,4 +285,12 @@ def test_small_benchmark_end_to_end(tmp_path):
         assert (0.0 <= row["ap"] <= 1.0) or (math.isnan(row["ap"]) and row["reason"])
     merge = report.boxes.query("error_type == 'merge' and method == 'ours'")
     assert (merge["auroc"] > 0.5).all(), merge
-    assert out.is_file() and '"boxes"' in out.read_text()
+    flags = report.flags.set_index(["split", "error_type"])
+    assert set(flags.index) == {(s, t) for s in ("train", "val") for t in ERROR_TYPES}
+    assert (flags["n_true"] <= flags[["n_flags", "n_pos"]].min(axis=1)).all(), flags
+    with_flags = flags[flags["n_flags"] > 0]
+    assert ((with_flags["precision"] - with_flags["n_true"] / with_flags["n_flags"]).abs()
+            < 1e-12).all()
+    assert flags["n_true"].sum() > 0, flags  # the default thresholds find something
+    assert out.is_file() and '"boxes"' in out.read_text() and '"flags"' in out.read_text()
+    assert "Flags of ours" in report.text()
