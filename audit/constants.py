@@ -27,6 +27,8 @@ INGEST_BATCH = 8  # images per forward pass and per bulk write
 # --- box matching ------------------------------------------------------------------------------
 MATCH_IOU = 0.5  # IoU at which a prediction counts as covering a ground-truth box
 LOCALIZATION_IOU = 0.75  # a class-matched pair below this IoU is a localisation suspect
+SIZE_BINS = 6  # gt size classes (log-area quantiles) whose typical localisation IoU is measured
+SIZE_IOU_QUANTILE = 0.25  # a size class's bad-box IoU threshold: this quantile of its matched IoU
 NEAR_IOU = 0.1  # below this IoU two boxes are unrelated
 
 # --- mistakenness ------------------------------------------------------------------------------

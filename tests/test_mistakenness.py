@@ -102,6 +102,36 @@ def test_bad_box_score_rises_with_the_shift():
     assert shifted.loc["b0", "wrong_class_score"] == 0.0  # a shift is not a class error
 
 
+def test_bad_box_expects_the_iou_the_model_reaches_on_boxes_of_that_size():
+    """Tiny labels that the model matches loosely everywhere (IoU ~0.55-0.65 at a 1-2 pixel
+    offset) are not localisation suspects at IoU 0.6; a large label at IoU 0.6 is, where large
+    labels match at 0.9."""
+    rows = []
+    for i, d in enumerate(np.linspace(1.2, 2.0, 40)):  # references: tiny boxes, loose matches
+        tiny = (10, 10, 22, 22)
+        rows += [gt(f"t{i}", tiny), pred(f"t{i}", tuple(v + d for v in tiny))]
+    for i, d in enumerate(np.linspace(2.0, 4.0, 40)):  # references: large boxes, tight matches
+        rows += [gt(f"l{i}", BOX), pred(f"l{i}", _shifted(d))]
+    tiny = (10, 10, 22, 22)
+    rows += [gt("tq", tiny, box_id="tiny"), pred("tq", tuple(v + 1.61 for v in tiny)),
+             gt("lq", BOX, box_id="large"), pred("lq", _shifted(13.4))]
+    scores = _scores(rows)
+    assert scores.loc["large", "is_bad_box_issue"] and scores.loc["large", "bad_box_score"] > 0.5
+    assert scores.loc["tiny", "bad_box_score"] < 0.1 and not scores.loc["tiny", "is_bad_box_issue"]
+
+
+def test_size_expected_iou_needs_enough_matches_per_size_class():
+    from audit.mistakenness import size_expected_iou
+
+    few = size_expected_iou(np.full(20, 0.5), np.ones(20), np.arange(1.0, 21.0), 0.75)
+    assert (few == 0.75).all()  # 20 confident matches: one size class, the global threshold
+    unsure = size_expected_iou(np.full(80, 0.5), np.full(80, 0.2), np.arange(1.0, 81.0), 0.75)
+    assert (unsure == 0.75).all()  # hesitant matches say nothing about localisation
+    loose = size_expected_iou(np.full(80, 0.5), np.ones(80), np.arange(1.0, 81.0), 0.75)
+    assert (loose == 0.5).all() and (size_expected_iou(
+        np.full(80, 0.95), np.ones(80), np.arange(1.0, 81.0), 0.75) == 0.75).all()
+
+
 def test_a_weak_overlap_with_a_neighbours_prediction_is_no_bad_box():
     """A label that the only nearby prediction overlaps weakly is a bad box when nothing else
     explains that prediction, not when it is a labelled neighbour's."""
