@@ -19,7 +19,7 @@ from scipy import stats
 
 from audit import constants as C
 from audit.frames import require_columns
-from audit.insights import Insight, _holm
+from audit.insight import Insight, holm
 from audit.metadata import METADATA_COLUMNS
 
 WORDS = {  # column -> (noun phrase, "more" word, "less" word) for sentences
@@ -193,7 +193,7 @@ def _curve_tests(samples, columns, losses, splits) -> pd.DataFrame:
     frame["family"] = np.where(frame["column"].isin(CURVE_COLUMNS), "primary", "exploratory")
     frame["p_holm"] = np.nan
     for _, part in frame.groupby("family"):
-        frame.loc[part.index, "p_holm"] = _holm(part["p"])
+        frame.loc[part.index, "p_holm"] = holm(part["p"])
     return frame
 
 

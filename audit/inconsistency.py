@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from audit import boxes as B
 from audit import constants as C
 from audit.frames import check_boxes, iscrowd, xyxy
-from audit.insights import Insight
+from audit.insight import Insight
 
 
 @dataclass(frozen=True)

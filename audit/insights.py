@@ -1,4 +1,4 @@
-"""Insights: sentences with numbers about clusters, losses and metadata (pure).
+"""Cluster insights: imbalance, overfitting and low performance, as sentences with numbers (pure).
 
 Each function takes the samples frame (ARCHITECTURE.md; ``split``, ``loss`` and metadata columns)
 and, where it is about clusters, one cluster label per sample. Tests are two-sided binomial
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,81 +18,9 @@ from scipy import stats
 
 from audit import constants as C
 from audit.frames import require_columns
+from audit.insight import Insight, holm
 
-KINDS = ("imbalance", "overfit", "low_performance", "metadata", "inconsistency", "curve")
-
-
-def _jsonable(value: Any) -> Any:
-    """Numpy scalars/arrays and tuples to plain JSON types; NaN to None."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-@dataclass(frozen=True)
-class Insight:
-    """One finding, ready for a page and for ``dataset.info``.
-
-    Attributes:
-        kind: one of ``KINDS``.
-        title: short heading.
-        sentence: the finding with its numbers and what to do about it.
-        cluster: the cluster it is about, or None.
-        label: the class it is about, or None.
-        severity: in [0, 1], higher = more important.
-        sample_ids: samples it concerns (capped at ``C.INSIGHT_MAX_SAMPLES``).
-        evidence: JSON-serialisable data for its plot, with a ``plot`` key.
-        stats: JSON-serialisable test statistics.
-    """
-
-    kind: str
-    title: str
-    sentence: str
-    cluster: int | None = None
-    label: str | None = None
-    severity: float = 0.0
-    sample_ids: tuple[str, ...] = ()
-    evidence: dict = field(default_factory=dict)
-    stats: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        """Validate kind and severity; make ids a tuple and dicts JSON-safe."""
-        if self.kind not in KINDS:
-            raise ValueError(f"Insight.kind: expected one of {KINDS}, got {self.kind!r}")
-        if not 0.0 <= float(self.severity) <= 1.0:
-            raise ValueError(f"Insight.severity: expected a value in [0, 1], got {self.severity}")
-        ids = tuple(str(s) for s in self.sample_ids)[: C.INSIGHT_MAX_SAMPLES]
-        object.__setattr__(self, "sample_ids", ids)
-        object.__setattr__(self, "severity", float(self.severity))
-        object.__setattr__(self, "cluster", None if self.cluster is None else int(self.cluster))
-        object.__setattr__(self, "evidence", _jsonable(self.evidence))
-        object.__setattr__(self, "stats", _jsonable(self.stats))
-
-    def to_dict(self) -> dict:
-        """Plain JSON-serialisable dict."""
-        return _jsonable(asdict(self))
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Insight:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**{**data, "sample_ids": tuple(data.get("sample_ids", ()))})
-
-
-def _holm(p: ArrayLike) -> np.ndarray:
-    """Holm step-down adjusted p-values."""
-    p = np.asarray(p, dtype=float)
-    order = np.argsort(p)
-    adj = np.minimum(1.0, np.maximum.accumulate(p[order] * (len(p) - np.arange(len(p)))))
-    out = np.empty_like(p)
-    out[order] = adj
-    return out
-
+__all__ = ["Insight", "imbalance_insights", "low_performance_insights", "overfit_insights"]
 
 def _frame(samples: pd.DataFrame, labels: ArrayLike | None) -> pd.DataFrame:
     """Validated copy of split/loss (+ cluster) columns."""
@@ -154,7 +80,7 @@ def imbalance_insights(
     if g.empty:
         return []
     p = [stats.binomtest(int(r.n_train), int(r.n), p0).pvalue for r in g.itertuples()]
-    g = g.assign(p=p, p_holm=_holm(p), share=g["n_train"] / g["n"])
+    g = g.assign(p=p, p_holm=holm(p), share=g["n_train"] / g["n"])
     out = []
     for c, r in g[g["p_holm"] < alpha].iterrows():
         n_val = int(r.n - r.n_train)
@@ -295,7 +221,7 @@ def overfit_insights(
     r0 = float(val_gap.median())
     tests = _val_vs_rest(f, gap.where(gap > 0), min_val)
     tests = tests[tests["n"] >= min_cluster_size]
-    tests = tests.assign(p_holm=_holm(tests["p"]) if len(tests) else [])
+    tests = tests.assign(p_holm=holm(tests["p"]) if len(tests) else [])
     is_val = (f["split"] == "val").to_numpy()
     against = (f"the {C.GAP_NEIGHBOURS} train images nearest to each in the embedding"
                if reference == "neighbours" else "the cluster's median train loss")
@@ -370,7 +296,7 @@ def low_performance_insights(
     tests = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if tests.empty:
         return []
-    tests["p_holm"] = _holm(tests["p"])
+    tests["p_holm"] = holm(tests["p"])
     tests["rel"] = tests["val_median"] / tests["rest_val_median"].where(
         tests["rest_val_median"] > 0)
     hits = tests[(tests["rel"] >= ratio) & (tests["p_holm"] < alpha)]

@@ -322,3 +322,15 @@ def test_a_cluster_weak_on_box_loss_alone_is_found_and_named_by_that_loss():
     assert ins.cluster == 0 and ins.stats["loss"] == "loss_box"
     assert "median val box loss" in ins.sentence
     assert ins.evidence["loss"] == "loss_box"
+
+
+def test_holm_adjusts_step_down_and_keeps_the_order():
+    from audit.insight import holm
+
+    p = np.array([0.01, 0.04, 0.03, 0.5])
+    adj = holm(p)
+    # sorted 0.01 * 4, 0.03 * 3, 0.04 * 2 (raised to the running max), 0.5 * 1
+    assert adj.tolist() == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert (adj >= p).all()
+    assert all(adj[i] <= adj[j] for i in range(4) for j in range(4) if p[i] <= p[j])
+    assert holm([0.9, 0.8]).max() <= 1.0 and holm([]).size == 0

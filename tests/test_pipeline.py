@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from audit.bench.synthetic import make_frames
-from audit.insights import Insight
+from audit.insight import Insight
 from audit.pipeline import AuditResult, class_recall, run_all
 from tests.builders import boxes_frame, empty_boxes, gt, pred, samples_frame
 

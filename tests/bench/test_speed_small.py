@@ -98,7 +98,7 @@ def test_synthetic_app_flags_by_the_scorers_rule():
     """The app benchmark's synthetic flags follow :func:`audit.mistakenness.is_flagged`: a
     prediction scored over the missing threshold but fainter than the confidence floor flags
     neither its box nor its sample."""
-    from audit.bench.app_speed import SyntheticApp
+    from audit.bench.app_data import SyntheticApp
     from audit.data.views import BOX_ISSUES
     from audit.mistakenness import is_flagged
 
