@@ -8,6 +8,7 @@ Degenerate data (one split, one cluster, no finite loss) gives no insight and a 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -20,7 +21,8 @@ from audit import constants as C
 from audit.frames import require_columns
 from audit.insight import Insight, holm
 
-__all__ = ["Insight", "imbalance_insights", "low_performance_insights", "overfit_insights"]
+__all__ = ["Insight", "imbalance_insights", "link_neighbour_clusters", "low_performance_insights",
+           "overfit_insights"]
 
 def _frame(samples: pd.DataFrame, labels: ArrayLike | None) -> pd.DataFrame:
     """Validated copy of split/loss (+ cluster) columns."""
@@ -327,3 +329,60 @@ def low_performance_insights(
                    "loss": r.loss},
         ))
     return out
+
+
+def link_neighbour_clusters(found: list[Insight], reduced: ArrayLike,
+                            labels: ArrayLike) -> list[Insight]:
+    """Tie a train-heavy card and an overfit card on two clusters of one kind of image.
+
+    k-means may split one kind of image in two: the half with no val image is train-heavy, the
+    half with a few val images is overfitted (the model fits that kind's many train images and
+    fails on its val ones). When the two clusters are each other's nearest (by centroid in
+    ``reduced``), each card's sentence names the other and its ``stats["related_cluster"]`` holds
+    its cluster. Other insights pass unchanged.
+
+    Args:
+        found: insights, any kinds.
+        reduced: ``(n, d)`` embeddings the clusters were fitted on; rows aligned with ``labels``.
+        labels: ``(n,)`` cluster per sample.
+
+    Returns:
+        ``found`` in the same order, the linked cards replaced.
+    """
+    heavy = {i.cluster: i for i in found if i.kind == "imbalance" and i.cluster is not None
+             and i.stats.get("train_share", 0) > i.stats.get("dataset_share", 1)}
+    over = {i.cluster: i for i in found if i.kind == "overfit" and i.cluster is not None}
+    if not heavy or not over:
+        return found
+    nearest = _nearest_clusters(np.asarray(reduced, float), np.asarray(labels))
+    swap: dict[int, Insight] = {}
+    for c, card in over.items():
+        j = nearest.get(c)
+        if j is None or j == c or j not in heavy or nearest.get(j) != c:
+            continue
+        h = heavy[j]
+        share = round(100 * h.stats["train_share"])
+        swap[id(card)] = dataclasses.replace(
+            card, sentence=f"{card.sentence} Cluster {j}, its nearest cluster in the embedding, "
+            f"is train-heavy ({share} % train): the two hold one kind of image that the model "
+            "saw mostly in training, and these val images are where that shows.",
+            stats={**card.stats, "related_cluster": j})
+        swap[id(h)] = dataclasses.replace(
+            h, sentence=f"{h.sentence} Cluster {c}, its nearest cluster in the embedding, looks "
+            f"overfitted (its val images lose {card.stats['val_ratio']:.1f}x their train "
+            "look-alikes' loss): images of this kind are where the model fails to generalise.",
+            stats={**h.stats, "related_cluster": c})
+    return [swap.get(id(i), i) for i in found]
+
+
+def _nearest_clusters(reduced: np.ndarray, labels: np.ndarray) -> dict[int, int]:
+    """Each cluster's nearest other cluster by centroid distance (one cluster: none)."""
+    keys, codes = np.unique(labels, return_inverse=True)
+    if len(keys) < 2 or reduced.ndim != 2 or len(reduced) != len(labels):
+        return {}
+    centres = np.zeros((len(keys), reduced.shape[1]))
+    np.add.at(centres, codes, reduced)
+    centres /= np.bincount(codes, minlength=len(keys))[:, None]
+    dist = np.linalg.norm(centres[:, None] - centres[None], axis=2)
+    np.fill_diagonal(dist, np.inf)
+    return {int(k): int(keys[np.argmin(row)]) for k, row in zip(keys, dist, strict=True)}

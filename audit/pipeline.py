@@ -28,6 +28,7 @@ from audit.inconsistency import convention_insights, score_inconsistency
 from audit.insights import (
     Insight,
     imbalance_insights,
+    link_neighbour_clusters,
     low_performance_insights,
     overfit_insights,
 )
@@ -191,7 +192,7 @@ def run_all(
     timings["clusters_s"] = time.perf_counter() - t
     stages.update(1)
     t = time.perf_counter()
-    found = _insights(samples, labels, boxes, inc)
+    found = _insights(samples, labels, boxes, inc, reduced)
     timings["insights_s"] = time.perf_counter() - t
     stages.update(1)
     stages.close()
@@ -200,7 +201,8 @@ def run_all(
                        classes=inc.classes, timings=timings)
 
 
-def _insights(samples: pd.DataFrame, labels: NDArray, boxes: pd.DataFrame, inc) -> list[Insight]:
+def _insights(samples: pd.DataFrame, labels: NDArray, boxes: pd.DataFrame, inc,
+              reduced: NDArray) -> list[Insight]:
     """Every insight, most severe first; metadata insights for the clusters others flagged."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -209,6 +211,7 @@ def _insights(samples: pd.DataFrame, labels: NDArray, boxes: pd.DataFrame, inc) 
         found = [*imbalance_insights(samples, labels), *overfit_insights(samples, labels),
                  *low_performance_insights(samples, labels,
                                            class_recall=recall if len(recall) else None)]
+        found = link_neighbour_clusters(found, reduced, labels)
         flagged = sorted({i.cluster for i in found if i.cluster is not None})
         found += metadata_insights(samples, labels, flagged)
         found += curve_insights(samples)

@@ -334,3 +334,49 @@ def test_holm_adjusts_step_down_and_keeps_the_order():
     assert (adj >= p).all()
     assert all(adj[i] <= adj[j] for i in range(4) for j in range(4) if p[i] <= p[j])
     assert holm([0.9, 0.8]).max() <= 1.0 and holm([]).size == 0
+
+
+def _card(kind: str, cluster: int, **stats) -> Insight:
+    return Insight(kind=kind, title=f"{kind} {cluster}", sentence=f"{kind} card.",
+                   cluster=cluster, stats=stats)
+
+
+def _three_clusters(gap_01: float) -> tuple[np.ndarray, np.ndarray]:
+    """Clusters 0 and 1 at distance ``gap_01`` on x, cluster 2 at (0, 10); 10 points each."""
+    labels = np.repeat([0, 1, 2], 10)
+    centres = np.array([[0.0, 0.0], [gap_01, 0.0], [0.0, 10.0]])
+    jitter = np.random.default_rng(0).normal(0, 0.01, (30, 2))
+    return centres[labels] + jitter, labels
+
+
+def test_a_train_heavy_and_an_overfit_cluster_that_are_nearest_name_each_other():
+    from audit.insights import link_neighbour_clusters
+
+    reduced, labels = _three_clusters(3.0)
+    heavy = _card("imbalance", 0, train_share=1.0, dataset_share=0.75)
+    over = _card("overfit", 1, val_ratio=2.5)
+    other = _card("low_performance", 2)
+    out = link_neighbour_clusters([heavy, other, over], reduced, labels)
+    assert [i.kind for i in out] == ["imbalance", "low_performance", "overfit"]
+    assert "Cluster 1, its nearest cluster in the embedding, looks overfitted" in out[0].sentence
+    assert "2.5x" in out[0].sentence and out[0].stats["related_cluster"] == 1
+    assert "Cluster 0, its nearest cluster in the embedding, is train-heavy (100 % train)" \
+        in out[2].sentence and out[2].stats["related_cluster"] == 0
+    assert out[1] == other and out[0].sentence.startswith(heavy.sentence)
+
+
+def test_clusters_that_are_not_each_others_nearest_are_not_linked():
+    from audit.insights import link_neighbour_clusters
+
+    # 0 and 1 far apart (20) and cluster 2 between them on y: each one's nearest is cluster 2
+    reduced, labels = _three_clusters(20.0)
+    cards = [_card("imbalance", 0, train_share=1.0, dataset_share=0.75),
+             _card("overfit", 1, val_ratio=2.5)]
+    assert link_neighbour_clusters(cards, reduced, labels) == cards
+    # a val-heavy cluster next to an overfitted one is not the train-heavy kind
+    reduced, labels = _three_clusters(3.0)
+    val_heavy = [_card("imbalance", 0, train_share=0.2, dataset_share=0.75), cards[1]]
+    assert link_neighbour_clusters(val_heavy, reduced, labels) == val_heavy
+    # one cluster's own two cards stay as they are
+    same = [_card("imbalance", 1, train_share=1.0, dataset_share=0.75), cards[1]]
+    assert link_neighbour_clusters(same, reduced, labels) == same
