@@ -187,9 +187,10 @@ def _stage_factories() -> dict[str, Callable[[_Inputs], Callable[[], Any]]]:
         return CL.cluster_stats(x.samples, labels)
 
     def insights(x: _Inputs) -> Callable[[], Any]:
-        labels = CL.cluster(x.embeddings, n_clusters=C.N_CLUSTERS, seed=C.SEED)
+        reduced = CL.reduce(x.embeddings, seed=C.SEED)
+        labels = CL.cluster(x.embeddings, n_clusters=C.N_CLUSTERS, seed=C.SEED, reduced=reduced)
         inc = score_inconsistency(x.boxes)
-        return lambda: pipeline._insights(x.samples, labels, x.boxes, inc)
+        return lambda: pipeline._insights(x.samples, labels, x.boxes, inc, reduced)
 
     def project(method: str) -> Callable[[_Inputs], Callable[[], Any]]:
         return lambda x: lambda: CL.project(x.embeddings, method, seed=C.SEED)
