@@ -171,6 +171,11 @@ def score_inconsistency(
     covered_by_group = np.zeros(len(pred), bool)
     inside = same & (pairs["contain_b_in_a"] >= contain)
     covered_by_group[pairs["ib"][inside & group_frame["is_group"].to_numpy()[pairs["ia"]]]] = True
+    # a prediction around several labelled objects of its class draws a group over labelled
+    # objects: none of them is unlabelled
+    encloses = np.bincount(pairs["ib"][same & (pairs["contain_a_in_b"] >= contain)],
+                           minlength=len(pred))
+    covered_by_group |= encloses >= max(min_members, 1)
     partial = _partial_labels(
         pairs, conf, covered_by_group, g_code, g_lab, p_code, p_lab, len(sample_ids),
         partial_conf=partial_conf, match_iou=match_iou,

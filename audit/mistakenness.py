@@ -230,6 +230,11 @@ class _Context:
         inside = same & (pairs["contain_b_in_a"] >= C.GROUP_CONTAIN) & (
             area_ratio <= C.GROUP_MEMBER_MAX_AREA)
         cover, _ = _max_by(pj, np.where(inside, 1.0, cover_iou), len(p_xy), pj >= 0)
+        # a prediction around several labelled objects of its class is the model drawing the
+        # group convention over them (books on a shelf), not an object no label covers
+        encloses = np.bincount(pj[same & (pairs["contain_a_in_b"] >= C.GROUP_CONTAIN)],
+                               minlength=len(p_xy))
+        cover = np.where(encloses >= C.GROUP_MIN_MEMBERS, 1.0, cover)
         return cls(is_gt, pd.Index(sample_ids), g_code, p_code, g_lab, p_lab, names, conf, pairs,
                    same, area_ratio, q_same, q_other, other_pair, support, cover, B.box_area(g_xy))
 

@@ -168,6 +168,9 @@ def test_weak_second_member_ranks_but_neither_counts_nor_flags():
         # the unlabelled books sit inside a group box: covered by the convention
         ([gt("s0", UNION, "book"), pred("s0", LEFT, "book", 0.9),
           pred("s0", RIGHT, "book", 0.8)], 0.0, (), 0),
+        # the model boxes two labelled books as one group: no book is unlabelled
+        ([gt("s0", LEFT, "book"), gt("s0", RIGHT, "book"), pred("s0", UNION, "book", 0.9)],
+         0.0, (), 0),
         # no gt at all: does not apply
         ([pred("s0", (300, 300, 350, 350), conf=0.9)], np.nan, (), 0),
     ],

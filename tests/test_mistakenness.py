@@ -173,6 +173,21 @@ def test_prediction_inside_a_larger_same_class_box_is_not_missing():
     assert frame.loc["b1", "missing_score"] == 0.0
 
 
+def test_prediction_around_several_labelled_objects_of_its_class_is_not_missing():
+    """The model drawing one box around a run of individually labelled books (the group
+    convention learnt elsewhere) is no unlabelled object; around one labelled book and empty
+    space, or around objects of another class, it still is one."""
+    around = (98, 98, 330, 202)  # wide: IoU 0.12 with each book
+    books = [gt("s0", (100, 100, 130, 200), "book"), gt("s0", (130, 100, 160, 200), "book")]
+    group = _scores([*books, pred("s0", around, "book", conf=0.9)])
+    assert group.loc["b2", "missing_score"] == 0.0 and not group.loc["b2", "is_missing_issue"]
+    one = _scores([books[0], pred("s0", around, "book", conf=0.9)])
+    assert one.loc["b1", "missing_score"] > 0.5 and one.loc["b1", "is_missing_issue"]
+    cups = [gt("s0", (100, 100, 130, 200), "cup"), gt("s0", (130, 100, 160, 200), "cup")]
+    other_class = _scores([*cups, pred("s0", around, "book", conf=0.9)])
+    assert other_class.loc["b2", "missing_score"] > 0.5
+
+
 def test_flipped_class_gets_a_high_wrong_class_score_and_the_predicted_label():
     flipped = _scores([gt("s0", BOX, "dog"), pred("s0", BOX, "car", conf=0.95)])
     clean = _scores([gt("s0", BOX, "car"), pred("s0", BOX, "car", conf=0.95)])
