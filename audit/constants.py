@@ -29,6 +29,7 @@ MATCH_IOU = 0.5  # IoU at which a prediction counts as covering a ground-truth b
 LOCALIZATION_IOU = 0.75  # a class-matched pair below this IoU is a localisation suspect
 SIZE_BINS = 6  # gt size classes (log-area quantiles) whose typical localisation IoU is measured
 SIZE_IOU_QUANTILE = 0.25  # a size class's bad-box IoU threshold: this quantile of its matched IoU
+SIZE_MIN_MATCHES = 30  # confident matches a size class needs to set its own bad-box threshold
 NEAR_IOU = 0.1  # below this IoU two boxes are unrelated
 
 # --- mistakenness ------------------------------------------------------------------------------

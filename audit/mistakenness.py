@@ -79,6 +79,8 @@ def score_boxes(
     *,
     match_iou: float = C.MATCH_IOU,
     localization_iou: float = C.LOCALIZATION_IOU,
+    size_bins: int = C.SIZE_BINS,
+    size_iou_quantile: float = C.SIZE_IOU_QUANTILE,
     near_iou: float = C.NEAR_IOU,
     k: int = C.KNN_K,
     reference_max: int = C.KNN_REFERENCE_MAX,
@@ -104,17 +106,20 @@ def score_boxes(
       with ``w_c = class_knn_weight``; ``suggested_label`` = that other class. A prediction
       that overlaps a label of its own class at least as well as this box counts for that label,
       not in ``q_other`` (two overlapping objects of different classes).
-    * bad_box (gt) = noisyor(c_m * ramp(loc_iou - IoU_m over loc_iou - match_iou) * (1 - fade),
+    * bad_box (gt) = noisyor(c_m * ramp(loc_s - IoU_m over loc_iou - match_iou) * (1 - fade),
       product of the two best same-class predictions lying inside it (a merged box),
       ``atypical_weight`` * w * far), with ``w = gt_knn_weight`` and ``m`` the same-class
       prediction greedily matched at ``near_iou``. The localisation evidence is full at IoU
       ``match_iou``; below it, when ``m`` also overlaps another label (IoU ``near_iou`` or more),
       it fades to 0 at ``near_iou``: such a prediction is more often that neighbour seen again
-      than this object seen elsewhere.
+      than this object seen elsewhere. ``loc_s`` is ``loc_iou`` lowered, for labels of a size
+      class the model localises loosely, to that class's ``size_iou_quantile`` of confident
+      matches' IoU (``size_bins`` log-area classes; :func:`size_expected_iou`).
     * spurious (gt) = noisyor((1 - support) ((1 - w) + w (0.3 + 0.7 far)), w far), support =
       max over predictions of conf * min(1, IoU / match_iou).
     * missing (pred) = (1 - cover) * noisyor(conf, look_weight * look * min(1, conf / look_conf)),
-      cover = max(min(1, IoU / match_iou) over gt, 1 if inside a larger same-class gt box),
+      cover = max(min(1, IoU / match_iou) over gt, 1 if inside a larger same-class gt box, 1 if
+      it encloses several same-class gt boxes: the model drawing a group over labelled objects),
       look = (1 - far) * p_own: the prediction looks like labelled objects of its class.
 
     Args:
@@ -124,6 +129,7 @@ def score_boxes(
         samples: samples frame (``split``; ``loss_cls``, ``loss_box`` for the loss boost); None:
             no split preference, no loss boost.
         match_iou, localization_iou, near_iou: IoU thresholds (see constants).
+        size_bins, size_iou_quantile: the bad-box threshold per size class (see above).
         k, reference_max, reference_per_class, reference_conf: kNN settings (the reference set
             is subsampled to at most ``reference_per_class`` boxes per class, ``reference_max``
             in all).
@@ -157,7 +163,8 @@ def score_boxes(
     wrong, suggested = _wrong_class(ctx, knn_gt, far_gt,
                                     knn_weight=float(np.clip(class_knn_weight, 0.0, 1.0)))
     bad = _bad_box(ctx, far_gt, match_iou=match_iou, near_iou=near_iou,
-                   localization_iou=localization_iou, atypical_weight=atypical_weight * w)
+                   localization_iou=localization_iou, atypical_weight=atypical_weight * w,
+                   size_bins=size_bins, size_iou_quantile=size_iou_quantile)
     spurious = noisy_or((1.0 - ctx.support) * ((1.0 - w) + w * (0.3 + 0.7 * far_gt)),
                         w * far_gt)
     missing = _missing(ctx, knn_pred, far_pred, look_weight=look_weight, look_conf=look_conf)
@@ -315,7 +322,7 @@ def _wrong_class(ctx: _Context, knn: NeighbourEvidence, far: NDArray, *, knn_wei
 
 
 def _bad_box(ctx: _Context, far: NDArray, *, match_iou, near_iou, localization_iou,
-             atypical_weight):
+             atypical_weight, size_bins, size_iou_quantile):
     """Bad-box score per gt row."""
     gi, pj, iou = ctx.pairs["ia"], ctx.pairs["ib"], ctx.pairs["iou"]
     same = ctx.same
@@ -330,7 +337,8 @@ def _bad_box(ctx: _Context, far: NDArray, *, match_iou, near_iou, localization_i
     other = np.where(m >= 0, other_p[np.maximum(m, 0)] if other_p.size else 0.0, 0.0)
     peak = min(match_iou, localization_iou)
     fade = ramp(other, 0.0, near_iou) * (1.0 - ramp(m_iou - near_iou, 0.0, peak - near_iou))
-    expected = size_expected_iou(m_iou, m_conf, ctx.g_area, localization_iou)
+    expected = size_expected_iou(m_iou, m_conf, ctx.g_area, localization_iou, n_bins=size_bins,
+                                 quantile=size_iou_quantile)
     shortfall = ramp(expected - m_iou, 0.0, localization_iou - peak) * (1.0 - fade)
     e_model = np.where(m >= 0, m_conf * shortfall, 0.0)
     e_group, _ = group_member_evidence(ctx.pairs, same, ctx.conf[pj], ctx.area_ratio,
@@ -340,12 +348,14 @@ def _bad_box(ctx: _Context, far: NDArray, *, match_iou, near_iou, localization_i
 
 def size_expected_iou(m_iou: NDArray, m_conf: NDArray, area: NDArray, localization_iou: float, *,
                       n_bins: int = C.SIZE_BINS, quantile: float = C.SIZE_IOU_QUANTILE,
-                      min_conf: float = C.REFERENCE_CONF) -> NDArray:
+                      min_conf: float = C.REFERENCE_CONF,
+                      min_per_bin: int = C.SIZE_MIN_MATCHES) -> NDArray:
     """IoU below which a label's matched prediction is a localisation suspect, per gt box.
 
     ``localization_iou``, lowered for boxes whose size class the model localises loosely: the
-    gt boxes are binned by area (quantiles of log area, at least 30 confident matches per bin)
-    and a bin's threshold is the ``quantile`` of its confident matches' IoU where that is lower.
+    gt boxes are binned by area (quantiles of log area, up to ``n_bins`` with at least
+    ``min_per_bin`` matches of confidence ``min_conf`` or more each) and a bin's threshold is the
+    ``quantile`` of its confident matches' IoU where that is lower.
     A 2-pixel miss costs a 12-pixel box IoU 0.7: on the demo world the smallest sixth of the
     labels matched at median IoU 0.71 (quartile 0.53), the others at 0.84-0.95.
 
@@ -357,7 +367,7 @@ def size_expected_iou(m_iou: NDArray, m_conf: NDArray, area: NDArray, localizati
     """
     out = np.full(len(area), float(localization_iou))
     good = (m_conf >= min_conf) & (m_iou > 0) & (area > 0)
-    n_bins = int(min(n_bins, good.sum() // 30))
+    n_bins = int(min(n_bins, good.sum() // max(min_per_bin, 1)))
     if n_bins < 2:
         return out
     log_area = np.log(np.maximum(area, 1e-12))
