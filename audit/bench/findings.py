@@ -196,9 +196,8 @@ def score_world(dataset, world: Path, *, progress: bool = True) -> FindingsRepor
     ours = run_all(samples, embeddings, boxes, box_features)
     box_scores, image_scores = _ours_scores(ours.boxes, ours.samples, boxes)
     ours_boxes = ours.boxes.set_index("box_id") if "box_id" in ours.boxes else ours.boxes
-    flags = {t: ours_boxes[f"is_{col.removesuffix('_score')}_issue"]
-             for t, col in OURS_SCORES.items()
-             if f"is_{col.removesuffix('_score')}_issue" in ours_boxes}
+    flag_cols = {t: f"is_{col.removesuffix('_score')}_issue" for t, col in OURS_SCORES.items()}
+    flags = {t: ours_boxes[c] for t, c in flag_cols.items() if c in ours_boxes}
     peers = {"brain": (lambda: brain_scores(dataset, progress=progress), BRAIN_SCORES),
              "objectlab": (lambda: objectlab_scores(boxes, list(images["sample_id"]),
                                                     progress=progress), OBJECTLAB_SCORES)}
