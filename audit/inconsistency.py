@@ -107,6 +107,23 @@ def group_member_evidence(
     return score, n_members
 
 
+def encloses_labels(pairs: dict[str, NDArray], same_class: NDArray[np.bool_], n_pred: int, *,
+                    contain: float = C.GROUP_CONTAIN,
+                    min_members: int = C.GROUP_MIN_MEMBERS) -> NDArray[np.bool_]:
+    """``(n_pred,)`` whether each prediction encloses at least ``min_members`` labels of its
+    class (each at least ``contain`` inside it): the model drawing a group over individually
+    labelled objects (a shelf of books), so none of them is an unlabelled object.
+
+    Args:
+        pairs: from :func:`audit.boxes.overlapping_pairs` with gt as ``a`` and predictions as
+            ``b`` (``ib`` prediction row, ``contain_a_in_b``).
+        same_class: ``(P,)`` whether the pair's labels agree.
+        n_pred: number of prediction rows.
+    """
+    inside = same_class & (pairs["contain_a_in_b"] >= contain)
+    return np.bincount(pairs["ib"][inside], minlength=n_pred) >= max(min_members, 1)
+
+
 def score_inconsistency(
     boxes: pd.DataFrame,
     *,
@@ -171,11 +188,8 @@ def score_inconsistency(
     covered_by_group = np.zeros(len(pred), bool)
     inside = same & (pairs["contain_b_in_a"] >= contain)
     covered_by_group[pairs["ib"][inside & group_frame["is_group"].to_numpy()[pairs["ia"]]]] = True
-    # a prediction around several labelled objects of its class draws a group over labelled
-    # objects: none of them is unlabelled
-    encloses = np.bincount(pairs["ib"][same & (pairs["contain_a_in_b"] >= contain)],
-                           minlength=len(pred))
-    covered_by_group |= encloses >= max(min_members, 1)
+    covered_by_group |= encloses_labels(pairs, same, len(pred), contain=contain,
+                                        min_members=min_members)
     partial = _partial_labels(
         pairs, conf, covered_by_group, g_code, g_lab, p_code, p_lab, len(sample_ids),
         partial_conf=partial_conf, match_iou=match_iou,

@@ -17,7 +17,6 @@ three gt issues on pred rows).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,8 +27,8 @@ from audit import boxes as B
 from audit import constants as C
 from audit.frames import check_boxes, check_features, noisy_or, robust_z, xyxy
 from audit.frames import linear_ramp as ramp
-from audit.inconsistency import group_member_evidence
-from audit.neighbours import NeighbourEvidence, knn_evidence, l2_normalise, per_class_sample
+from audit.inconsistency import encloses_labels, group_member_evidence
+from audit.neighbours import NeighbourEvidence, reference_evidence
 
 BOX_ISSUES = ("wrong_class", "bad_box", "spurious", "missing")
 
@@ -156,9 +155,14 @@ def score_boxes(
         raise ValueError(f"boxes: box_id {dup!r} appears more than once")
     thr = {i: C.FLAG_SCORES[i] for i in BOX_ISSUES} | (thresholds or {})
     ctx = _Context.build(boxes, samples, match_iou)
-    ref_name, n_ref, knn_gt, knn_pred, far_gt, far_pred = _knn(
-        ctx, box_features, samples, k=k, reference_max=reference_max,
-        reference_per_class=reference_per_class, reference_conf=reference_conf, seed=seed)
+    gt_split = None
+    if samples is not None and "split" in samples.columns:
+        gt_split = samples["split"].astype(str).reindex(ctx.sample_ids).to_numpy()[ctx.g_code]
+    ref_name, n_ref, knn_gt, knn_pred, far_gt, far_pred = reference_evidence(
+        box_features, ctx.is_gt, ctx.g_code, ctx.g_lab, ctx.p_code, ctx.p_lab,
+        confirm_conf=ctx.q_same, gt_split=gt_split, pred_query=ctx.cover < 1.0, k=k,
+        reference_max=reference_max, reference_per_class=reference_per_class,
+        reference_conf=reference_conf, seed=seed)
     w = float(np.clip(gt_knn_weight, 0.0, 1.0))
     wrong, suggested = _wrong_class(ctx, knn_gt, far_gt,
                                     knn_weight=float(np.clip(class_knn_weight, 0.0, 1.0)))
@@ -237,69 +241,9 @@ class _Context:
         inside = same & (pairs["contain_b_in_a"] >= C.GROUP_CONTAIN) & (
             area_ratio <= C.GROUP_MEMBER_MAX_AREA)
         cover, _ = _max_by(pj, np.where(inside, 1.0, cover_iou), len(p_xy), pj >= 0)
-        # a prediction around several labelled objects of its class is the model drawing the
-        # group convention over them (books on a shelf), not an object no label covers
-        encloses = np.bincount(pj[same & (pairs["contain_a_in_b"] >= C.GROUP_CONTAIN)],
-                               minlength=len(p_xy))
-        cover = np.where(encloses >= C.GROUP_MIN_MEMBERS, 1.0, cover)
+        cover = np.where(encloses_labels(pairs, same, len(p_xy)), 1.0, cover)
         return cls(is_gt, pd.Index(sample_ids), g_code, p_code, g_lab, p_lab, names, conf, pairs,
                    same, area_ratio, q_same, q_other, other_pair, support, cover, B.box_area(g_xy))
-
-
-def _knn(ctx: _Context, feats, samples, *, k, reference_max, reference_per_class,
-         reference_conf, seed):
-    """kNN evidence for gt and pred rows; 'far' evidence; reference description."""
-    n_g, n_p = len(ctx.g_code), len(ctx.p_code)
-    empty = NeighbourEvidence(np.full(0, np.nan), np.full(0, np.nan), np.full(0, -1), np.zeros(0))
-    none = ("none", 0, empty, empty, np.zeros(n_g), np.zeros(n_p))
-    if feats is None:
-        return none
-    f = np.asarray(feats, dtype=np.float32)
-    ok = np.isfinite(f).all(axis=1)
-    g_ok, p_ok = ok[ctx.is_gt], ok[~ctx.is_gt]
-    confirmed = g_ok & (ctx.q_same >= reference_conf)
-    name, ref = "all-gt", np.flatnonzero(g_ok)
-    if confirmed.sum() > k:
-        name, ref = "confirmed", np.flatnonzero(confirmed)
-    if samples is not None and "split" in samples.columns:
-        split = samples["split"].astype(str).reindex(ctx.sample_ids).to_numpy()
-        val_ref = np.flatnonzero(confirmed & (split[ctx.g_code] == "val"))
-        if val_ref.size >= 10 * k:
-            name, ref = "val-confirmed", val_ref
-    if ref.size <= 1:
-        warnings.warn("mistakenness: too few labelled boxes with features; kNN evidence off",
-                      stacklevel=3)
-        return none
-    rng = np.random.default_rng(seed)
-    ref = per_class_sample(ref, ctx.g_lab[ref], reference_per_class, reference_max, rng)
-    g_feat, p_feat = l2_normalise(f[ctx.is_gt]), l2_normalise(f[~ctx.is_gt])
-    r_args = (g_feat[ref], ctx.g_code[ref], ctx.g_lab[ref])
-    q_g = np.flatnonzero(g_ok)
-    q_p = np.flatnonzero(p_ok & (ctx.cover < 1.0))  # covered predictions cannot be missing
-    ev_g = _expand(knn_evidence(*r_args, g_feat[q_g], ctx.g_code[q_g], ctx.g_lab[q_g], k=k),
-                   q_g, n_g)
-    ev_p = _expand(knn_evidence(*r_args, p_feat[q_p], ctx.p_code[q_p], ctx.p_lab[q_p], k=k),
-                   q_p, n_p)
-    calib = ref if ref.size <= 2000 else rng.choice(ref, 2000, replace=False)
-    d_ref = ev_g.distance[calib]
-    d_ref = d_ref[np.isfinite(d_ref)]
-    med = np.median(d_ref) if d_ref.size else 0.0
-    mad = 1.4826 * np.median(np.abs(d_ref - med)) if d_ref.size else 0.0
-    scale = mad if mad > 0 else max(float(np.std(d_ref)) if d_ref.size else 0.0, 1e-6)
-
-    def far(d: NDArray) -> NDArray:
-        return np.nan_to_num(ramp((d - med) / scale, C.FAR_Z_LOW, C.FAR_Z_HIGH))
-
-    return name, int(ref.size), ev_g, ev_p, far(ev_g.distance), far(ev_p.distance)
-
-
-def _expand(ev: NeighbourEvidence, rows: NDArray, n: int) -> NeighbourEvidence:
-    """Scatter evidence of the queried rows into full-length arrays (NaN elsewhere)."""
-    out = NeighbourEvidence(np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1, np.int64),
-                            np.zeros(n))
-    out.distance[rows], out.share_own[rows] = ev.distance, ev.share_own
-    out.top_other[rows], out.share_other[rows] = ev.top_other, ev.share_other
-    return out
 
 
 def _wrong_class(ctx: _Context, knn: NeighbourEvidence, far: NDArray, *, knn_weight: float):

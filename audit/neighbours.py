@@ -8,11 +8,15 @@ path, which the ``cosine`` metric does not.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.neighbors import NearestNeighbors
+
+from audit import constants as C
+from audit.frames import linear_ramp as ramp
 
 _CHUNK = 100_000  # queries per kneighbors call (bounds the (chunk, k) temporaries)
 
@@ -122,3 +126,79 @@ def _fill(out: NeighbourEvidence, rows: slice, cos_d, labels, keep, own) -> None
     out.share_own[rows] = np.where(has, share_own, np.nan)
     out.top_other[rows] = top
     out.share_other[rows] = np.clip(best_support, 0.0, None)
+
+
+def reference_evidence(feats: NDArray | None, is_gt: NDArray, g_code: NDArray, g_lab: NDArray,
+                       p_code: NDArray, p_lab: NDArray, *, confirm_conf: NDArray,
+                       gt_split: NDArray | None, pred_query: NDArray, k: int,
+                       reference_max: int, reference_per_class: int, reference_conf: float,
+                       seed: int):
+    """kNN evidence of every gt and pred box against a reference of labelled boxes.
+
+    The reference is the gt boxes a same-class prediction confirms (``confirm_conf >=
+    reference_conf``), from val when val has at least ``10 k`` of them, else all gt boxes with
+    features; subsampled per class (:func:`per_class_sample`). "Far" evidence: each box's mean
+    neighbour distance as a robust z against the reference's own distances, ramped from
+    ``C.FAR_Z_LOW`` to ``C.FAR_Z_HIGH``.
+
+    Args:
+        feats: ``(n_boxes, F)`` per-box features (NaN rows: no feature), None: no evidence.
+        is_gt: ``(n_boxes,)`` gt rows; g_code, g_lab / p_code, p_lab: image and label codes of
+            the gt / pred rows.
+        confirm_conf: ``(n_gt,)`` confidence of the best same-class prediction matching each gt.
+        gt_split: ``(n_gt,)`` split of each gt box, or None.
+        pred_query: ``(n_pred,)`` predictions to look up (the others get NaN evidence).
+        k, reference_max, reference_per_class, reference_conf, seed: kNN settings.
+
+    Returns:
+        ``(reference name, reference size, gt evidence, pred evidence, far gt, far pred)``;
+        reference "none" and zero evidence without features or with one reference box or less.
+    """
+    n_g, n_p = len(g_code), len(p_code)
+    empty = NeighbourEvidence(np.full(0, np.nan), np.full(0, np.nan), np.full(0, -1), np.zeros(0))
+    none = ("none", 0, empty, empty, np.zeros(n_g), np.zeros(n_p))
+    if feats is None:
+        return none
+    f = np.asarray(feats, dtype=np.float32)
+    ok = np.isfinite(f).all(axis=1)
+    g_ok, p_ok = ok[is_gt], ok[~is_gt]
+    confirmed = g_ok & (confirm_conf >= reference_conf)
+    name, ref = "all-gt", np.flatnonzero(g_ok)
+    if confirmed.sum() > k:
+        name, ref = "confirmed", np.flatnonzero(confirmed)
+    if gt_split is not None:
+        val_ref = np.flatnonzero(confirmed & (gt_split == "val"))
+        if val_ref.size >= 10 * k:
+            name, ref = "val-confirmed", val_ref
+    if ref.size <= 1:
+        warnings.warn("mistakenness: too few labelled boxes with features; kNN evidence off",
+                      stacklevel=3)
+        return none
+    rng = np.random.default_rng(seed)
+    ref = per_class_sample(ref, g_lab[ref], reference_per_class, reference_max, rng)
+    g_feat, p_feat = l2_normalise(f[is_gt]), l2_normalise(f[~is_gt])
+    r_args = (g_feat[ref], g_code[ref], g_lab[ref])
+    q_g = np.flatnonzero(g_ok)
+    q_p = np.flatnonzero(p_ok & pred_query)
+    ev_g = _expand(knn_evidence(*r_args, g_feat[q_g], g_code[q_g], g_lab[q_g], k=k), q_g, n_g)
+    ev_p = _expand(knn_evidence(*r_args, p_feat[q_p], p_code[q_p], p_lab[q_p], k=k), q_p, n_p)
+    calib = ref if ref.size <= 2000 else rng.choice(ref, 2000, replace=False)
+    d_ref = ev_g.distance[calib]
+    d_ref = d_ref[np.isfinite(d_ref)]
+    med = np.median(d_ref) if d_ref.size else 0.0
+    mad = 1.4826 * np.median(np.abs(d_ref - med)) if d_ref.size else 0.0
+    scale = mad if mad > 0 else max(float(np.std(d_ref)) if d_ref.size else 0.0, 1e-6)
+
+    def far(d: NDArray) -> NDArray:
+        return np.nan_to_num(ramp((d - med) / scale, C.FAR_Z_LOW, C.FAR_Z_HIGH))
+
+    return name, int(ref.size), ev_g, ev_p, far(ev_g.distance), far(ev_p.distance)
+
+
+def _expand(ev: NeighbourEvidence, rows: NDArray, n: int) -> NeighbourEvidence:
+    """Scatter evidence of the queried rows into full-length arrays (NaN elsewhere)."""
+    out = NeighbourEvidence(np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1, np.int64),
+                            np.zeros(n))
+    out.distance[rows], out.share_own[rows] = ev.distance, ev.share_own
+    out.top_other[rows], out.share_other[rows] = ev.top_other, ev.share_other
+    return out
