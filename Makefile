@@ -10,10 +10,15 @@ export YOLO_OFFLINE := 1
 
 .PHONY: setup run demo test lint browser bench
 
+# the tree world's human-annotated images ship inside this wheel; it is downloaded, never
+# installed (its dependencies are not needed: the world reads the wheel as a zip)
+TREES_WHEEL := deepforest==2.1.0
+
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -r requirements-dev.txt
+	$(PY) -m pip download --no-deps --quiet $(TREES_WHEEL) -d $(VENV)/share/yolo-audit
 	touch $@
 
 setup: $(VENV)/.installed

@@ -27,6 +27,14 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--seed", type=int, default=C.SEED)
     w.add_argument("--noise-rate", type=float, default=None, help="share of boxes given an error")
 
+    r = sub.add_parser("real-world", help="write the tree world: human-annotated aerial tree "
+                       "crowns (the deepforest wheel's images), tiled, with injected errors")
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--source", type=Path, default=None,
+                   help="deepforest wheel or package folder (default: found automatically)")
+    r.add_argument("--seed", type=int, default=C.SEED)
+    r.add_argument("--noise-rate", type=float, default=None, help="share of boxes given an error")
+
     t = sub.add_parser("train-demo", help="train the demo YOLO11 checkpoint on a demo world")
     t.add_argument("--world", type=Path, required=True)
     t.add_argument("--out", type=Path, default=C.DEMO_CHECKPOINT)
@@ -35,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     t.add_argument("--val-every-epoch", action="store_true", help="validate after each epoch")
+    t.add_argument("--nbs", type=int, default=None,
+                   help="ultralytics' nominal batch size (default 64: one optimizer step per "
+                        "64 images; a tiny world wants its own batch size)")
+    t.add_argument("--flipud", type=float, default=None, help="vertical flip probability "
+                   "(aerial images look the same upside down)")
 
     d = sub.add_parser("demo", help="build the demo world and ingest + score it (idempotent)")
     d.add_argument("--name", default=C.DEMO_DATASET_NAME)
@@ -69,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("which", choices=("findings", "speed", "ingest", "app"))
     b.add_argument("--size", default="full", choices=("small", "full"))
     b.add_argument("--out", type=Path, default=None, help="also write the table here (CSV/JSON)")
+    b.add_argument("--world", default=None,
+                   help="findings only: demo, clean (demo images, no injected error), trees "
+                        "(real aerial images) or all (default: demo)")
     b.add_argument("--seed", type=int, default=None,
                    help="findings only: draw the world with this seed; any seed but the demo's "
                         "gives a world the demo checkpoint never saw (a held-out check)")
@@ -105,13 +121,21 @@ def _run(args: argparse.Namespace) -> int:
               if v is not None}
         summary = generate_world(args.out, seed=args.seed, **kw)
         print(summary)
+    elif args.command == "real-world":
+        from audit.world.trees import generate_tree_world
+
+        kw = {} if args.noise_rate is None else {"noise_rate": args.noise_rate}
+        print(generate_tree_world(args.out, source=args.source, seed=args.seed, **kw))
     elif args.command == "train-demo":
         from audit.world.train import train_demo_checkpoint
 
         metrics = train_demo_checkpoint(args.world, args.out, epochs=args.epochs,
                                         imgsz=args.imgsz, batch=args.batch,
                                         threads=args.threads,
-                                        val_every_epoch=args.val_every_epoch)
+                                        val_every_epoch=args.val_every_epoch,
+                                        **{k: v for k, v in (("nbs", args.nbs),
+                                                             ("flipud", args.flipud))
+                                           if v is not None})
         print(metrics)
     elif args.command == "demo":
         from audit.data.demo import build_demo
@@ -137,9 +161,11 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "bench":
         from audit.bench import run_bench
 
-        if args.seed is not None and args.which != "findings":
-            raise ValueError(f"bench {args.which}: --seed applies to findings only")
-        options = {} if args.seed is None else {"seed": args.seed}
+        for flag, value in (("--seed", args.seed), ("--world", args.world)):
+            if value is not None and args.which != "findings":
+                raise ValueError(f"bench {args.which}: {flag} applies to findings only")
+        options = {k: v for k, v in (("seed", args.seed), ("world", args.world))
+                   if v is not None}
         run_bench(args.which, size=args.size, out=args.out, **options)
     return 0
 

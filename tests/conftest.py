@@ -25,6 +25,13 @@ os.environ["YOLO_VERBOSE"] = "false"
 os.environ["YOLO_CONFIG_DIR"] = str(_STATE / "ultralytics")
 os.environ["MPLCONFIGDIR"] = str(_STATE / "matplotlib")
 
+# FiftyOne attaches to any database service of this user already running (another test run, the
+# app), whatever FIFTYONE_DATABASE_DIR says: the tests start their own server and point at it.
+from audit.data.mongo import start_mongod  # noqa: E402
+
+_MONGO = start_mongod(_STATE / "mongo")
+os.environ["FIFTYONE_DATABASE_URI"] = _MONGO.uri
+
 # Property tests draw the same examples on every run (a clean clone has no example database, so a
 # random draw could fail CI on a commit that changed nothing). `HYPOTHESIS_PROFILE=explore` draws
 # fresh examples on each run, to hunt for counterexamples by hand.
@@ -44,4 +51,5 @@ def pytest_sessionfinish(session, exitstatus):
         service.stop()  # closes the service's stdin: it shuts mongod down and exits
         with contextlib.suppress(Exception):
             child.wait(timeout=30)
+    _MONGO.stop()
     shutil.rmtree(_STATE, ignore_errors=True)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +43,11 @@ from audit.bench.metrics import evaluate_boxes, evaluate_flags, evaluate_images
 from audit.bench.peers import PeerScores, brain_scores, objectlab_scores
 from audit.bench.tables import check_out, write_tables
 from audit.bench.truth import box_truth, convention_rows, image_truth, read_noise
+from audit.bench.worlds import DEMO_SIZES as SIZES
+from audit.bench.worlds import WORLD_NAMES, BenchWorld, bench_world
 
-SIZES = {"small": {"n_images": 40}, "full": {}}  # generate_world kwargs per benchmark size
-BENCH_IMGSZ = 320  # inference size of the benchmark ingest (the demo checkpoint's training size)
+CLEAN_FLAG_TARGET = 0.05  # share of val images with nothing planted that ours may flag
+FLAG_ISSUES = ("wrong_class", "bad_box", "spurious", "missing", "group_box")  # box-issue flags
 MERGE_AUROC_TARGET = 0.90  # merge AUROC ours must reach
 IMAGE_AP_FACTOR = 1.3  # image AP ours must reach, as a multiple of the better peer's
 OURS_SCORES = {"flip": "wrong_class_score", "shift": "bad_box_score", "spawn": "spurious_score",
@@ -68,12 +70,17 @@ class FindingsReport:
         flags: ours only, one row per (split, error_type): precision and recall of the flag
             each score raises at its default threshold (``C.FLAG_SCORES``), what a reviewer's
             triage queue holds.
+        clean: ours only, one row per split: images with nothing planted (no injected error,
+            no book convention) and the share of them carrying a box-issue flag (false alarms).
+        world: the world's name.
     """
 
     boxes: pd.DataFrame
     images: pd.DataFrame
     targets: pd.DataFrame
     flags: pd.DataFrame
+    clean: pd.DataFrame = field(default_factory=pd.DataFrame)
+    world: str = "demo"
 
     def text(self) -> str:
         """The tables as plain text."""
@@ -86,16 +93,23 @@ class FindingsReport:
             "Image level (images whose only departure from the clean labels is a book convention "
             "left out)", img.to_string(**fmt),
             "Flags of ours at the default thresholds (the triage queue)",
-            self.flags.set_index(["split", "error_type"]).to_string(**fmt), "Targets",
+            self.flags.set_index(["split", "error_type"]).to_string(**fmt),
+            "Images with nothing planted that ours flags (false alarms)",
+            self.clean.to_string(index=False, **fmt), "Targets",
             self.targets.to_string(index=False)])
 
 
 def bench_findings(size: str = "full", out: str | Path | None = None, *, seed: int = C.SEED,
-                   progress: bool = True, echo: bool = True) -> FindingsReport:
-    """Run the finding-power benchmark on the demo world and report the tables.
+                   world: str = "demo", progress: bool = True,
+                   echo: bool = True) -> FindingsReport | dict[str, FindingsReport]:
+    """Run the finding-power benchmark on one world (or every world) and report the tables.
 
     Args:
-        size: "small" (40-image world, for tests) or "full" (the default demo world).
+        size: "small" (40-image demo worlds, for tests) or "full" (the default demo world); the
+            tree world has one size.
+        world: "demo", "clean", "trees" (:mod:`audit.bench.worlds`) or "all" (each in turn, in
+            this one run; the tables of each world are printed under its name, and ``out``
+            gets a ``world`` column).
         out: also write the tables here: ``.json`` (all four tables) or ``.csv`` (one long table
             with a ``level`` column).
         seed: seed of the world. The demo's (``C.SEED``) is the world the demo checkpoint was
@@ -105,7 +119,7 @@ def bench_findings(size: str = "full", out: str | Path | None = None, *, seed: i
         echo: print the tables (this is a command-line report).
 
     Returns:
-        FindingsReport with the box, image and target tables.
+        FindingsReport with the box, image and target tables; for "all", one per world name.
 
     Raises:
         ValueError: unknown size or output suffix; the demo checkpoint is missing.
@@ -116,47 +130,51 @@ def bench_findings(size: str = "full", out: str | Path | None = None, *, seed: i
     """
     if size not in SIZES:
         raise ValueError(f"bench findings: size must be one of {tuple(SIZES)}, got {size!r}")
+    if world not in (*WORLD_NAMES, "all"):
+        raise ValueError(f"bench findings: unknown world {world!r}; expected one of "
+                         f"{(*WORLD_NAMES, 'all')}")
     check_out(out, "findings")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"bench findings: seed must be an int >= 0, got {seed!r}")
-    world = _world(size, seed)
-    dataset = _dataset(world, progress=progress)
-    report = score_world(dataset, world, progress=progress)
+    names = WORLD_NAMES if world == "all" else (world,)
+    reports = {}
+    for name in names:
+        bw = bench_world(name, size, seed, progress=progress)
+        report = score_world(_dataset(bw, progress=progress), bw.folder, progress=progress)
+        reports[name] = report = FindingsReport(report.boxes, report.images, report.targets,
+                                                report.flags, report.clean, name)
+        if echo:
+            print(f"=== world: {name} ({bw.folder.name}, checkpoint {bw.checkpoint.name}, "
+                  f"imgsz {bw.imgsz}) ===\n{report.text()}\n", flush=True)
     if out is not None:
-        write_tables(out, {"boxes": report.boxes, "images": report.images,
-                           "flags": report.flags, "targets": report.targets})
-    if echo:
-        print(report.text())
-    return report
+        tables = {}
+        for key in ("boxes", "images", "flags", "clean", "targets"):
+            tables[key] = pd.concat([getattr(r, key).assign(world=n) for n, r in reports.items()],
+                                    ignore_index=True)
+        write_tables(out, tables)
+    return reports if world == "all" else reports[world]
 
 
-def _world(size: str, seed: int = C.SEED) -> Path:
-    """The benchmark's world under AUDIT_HOME, drawn once per generator version."""
-    from audit.world.generate import current_world
-
-    name = f"world-{size}" if seed == C.SEED else f"world-{size}-seed{seed}"
-    return current_world(C.AUDIT_HOME / "bench" / name, seed=seed, **SIZES[size])
-
-
-def _dataset(world: Path, *, progress: bool):
+def _dataset(world: BenchWorld, *, progress: bool):
     """The benchmark's FiftyOne dataset, ingested once per (world, checkpoint)."""
     import fiftyone as fo
 
     from audit.data.ingest import ingest
 
-    if not C.DEMO_CHECKPOINT.is_file():
-        raise ValueError(f"bench findings: demo checkpoint {C.DEMO_CHECKPOINT} not found; "
-                         "train it with `python -m audit train-demo`")
-    name = f"yolo-audit-bench-{world.name.removeprefix('world-')}"
-    stamp = {"world": str(world), "checkpoint": str(C.DEMO_CHECKPOINT),
-             "checkpoint_mtime": C.DEMO_CHECKPOINT.stat().st_mtime, "imgsz": BENCH_IMGSZ}
+    if not world.checkpoint.is_file():
+        raise ValueError(f"bench findings: checkpoint {world.checkpoint} not found; train it "
+                         "with `python -m audit train-demo --world ...`")
+    folder = world.folder
+    name = f"yolo-audit-bench-{folder.name.removeprefix('world-')}"
+    stamp = {"world": str(folder), "checkpoint": str(world.checkpoint),
+             "checkpoint_mtime": world.checkpoint.stat().st_mtime, "imgsz": world.imgsz}
     if fo.dataset_exists(name):
         ds = fo.load_dataset(name)
         if ds.info.get("bench") == stamp:
             return ds
         ds.delete()
-    ds = ingest(name, images=world / "images", train_json=world / "train.json",
-                val_json=world / "val.json", model=C.DEMO_CHECKPOINT, imgsz=BENCH_IMGSZ,
+    ds = ingest(name, images=folder / "images", train_json=folder / "train.json",
+                val_json=folder / "val.json", model=world.checkpoint, imgsz=world.imgsz,
                 progress=progress)
     ds.info["bench"] = stamp
     ds.save()
@@ -213,8 +231,38 @@ def score_world(dataset, world: Path, *, progress: bool = True) -> FindingsRepor
         image_scores[name] = result.samples["image_score"]
     box_table = evaluate_boxes(truth_boxes, box_scores)
     image_table = evaluate_images(truth_images, image_scores)
-    return FindingsReport(box_table, image_table, check_targets(box_table, image_table),
-                          evaluate_flags(truth_boxes, flags))
+    clean = clean_image_flags(noise, images, ours_boxes)
+    targets = pd.concat([check_targets(box_table, image_table), _clean_target(clean)],
+                        ignore_index=True)
+    return FindingsReport(box_table, image_table, targets, evaluate_flags(truth_boxes, flags),
+                          clean)
+
+
+def clean_image_flags(noise: pd.DataFrame, images: pd.DataFrame,
+                      ours_boxes: pd.DataFrame) -> pd.DataFrame:
+    """Per split: images with nothing planted (no error row, no convention row) and the share
+    of them on which ours raises at least one box-issue flag (``FLAG_ISSUES``)."""
+    planted = set(zip(noise["split"], noise["image_id"].astype(int), strict=True))
+    cols = [f"is_{i}_issue" for i in FLAG_ISSUES if f"is_{i}_issue" in ours_boxes]
+    hit = ours_boxes[cols].fillna(False).astype(bool).any(axis=1)
+    flagged = set(ours_boxes.loc[hit.to_numpy(), "sample_id"].astype(str))
+    rows = []
+    for split, part in images.groupby("split", sort=True):
+        keep = [(split, int(i)) not in planted for i in part["image_id"]]
+        ids = part.loc[keep, "sample_id"].astype(str)
+        n_flag = int(ids.isin(flagged).sum())
+        rows.append({"split": split, "n_clean_images": len(ids), "n_flagged": n_flag,
+                     "share_flagged": n_flag / len(ids) if len(ids) else np.nan})
+    return pd.DataFrame(rows, columns=["split", "n_clean_images", "n_flagged", "share_flagged"])
+
+
+def _clean_target(clean: pd.DataFrame) -> pd.DataFrame:
+    """The false-alarm target on val: at most ``CLEAN_FLAG_TARGET`` of clean images flagged."""
+    rows = [{"target": f"clean images flagged <= {CLEAN_FLAG_TARGET:.0%}", "split": r.split,
+             "holds": bool(r.share_flagged <= CLEAN_FLAG_TARGET),
+             "detail": f"{r.n_flagged} of {r.n_clean_images} ({r.share_flagged:.1%})"}
+            for r in clean.itertuples() if r.split == "val" and r.n_clean_images]
+    return pd.DataFrame(rows, columns=["target", "split", "holds", "detail"])
 
 
 def _ours_scores(box_frame: pd.DataFrame, sample_frame: pd.DataFrame, boxes: pd.DataFrame):

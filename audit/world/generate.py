@@ -130,7 +130,7 @@ def _build(n_images: int, seed: int, noise_rate: float,
     return scenes, images, records
 
 
-def _xywh(box: tuple[float, float, float, float]) -> list[float]:
+def xywh(box: tuple[float, float, float, float]) -> list[float]:
     """xyxy px to COCO [x, y, w, h] px, rounded to 0.01 px."""
     return [round(box[0], 2), round(box[1], 2), round(box[2] - box[0], 2),
             round(box[3] - box[1], 2)]
@@ -148,10 +148,10 @@ def _coco(images: list[ImageLabels], scenes: list[Scene], split: str, clean: boo
             row["book_convention"] = img.convention
         img_rows.append(row)
         for box in img.clean if clean else img.noisy:
-            xywh = _xywh(box.box)
+            bbox = xywh(box.box)
             ann_rows.append({"id": box.ann_id, "image_id": img.image_id,
-                             "category_id": box.label + 1, "bbox": xywh,
-                             "area": round(xywh[2] * xywh[3], 2), "iscrowd": box.iscrowd})
+                             "category_id": box.label + 1, "bbox": bbox,
+                             "area": round(bbox[2] * bbox[3], 2), "iscrowd": box.iscrowd})
     return {"info": {"version": str(WORLD_VERSION),
                      "description": f"yolo-audit synthetic demo world, {split}, "
                                     f"{'clean' if clean else 'noisy'} labels"},
@@ -162,10 +162,10 @@ def _coco(images: list[ImageLabels], scenes: list[Scene], split: str, clean: boo
 
 def _fmt_boxes(boxes: list[LabelBox]) -> str:
     """Boxes as ';'-joined "x y w h" strings."""
-    return ";".join(" ".join(f"{v:g}" for v in _xywh(b.box)) for b in boxes)
+    return ";".join(" ".join(f"{v:g}" for v in xywh(b.box)) for b in boxes)
 
 
-def _noise_csv(records: list[ErrorRecord]) -> str:
+def noise_csv(records: list[ErrorRecord], class_names: tuple[str, ...] = CLASS_NAMES) -> str:
     """noise.csv text: one row per injected error, columns ``CSV_COLUMNS``."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -174,8 +174,8 @@ def _noise_csv(records: list[ErrorRecord]) -> str:
         writer.writerow([
             r.split, r.image_id, ";".join(str(b.ann_id) for b in r.noisy),
             ";".join(str(c) for b in r.clean for c in b.clean_ids), r.error_type,
-            _fmt_boxes(r.clean), CLASS_NAMES[r.clean[0].label] if r.clean else "",
-            _fmt_boxes(r.noisy), CLASS_NAMES[r.noisy[0].label] if r.noisy else ""])
+            _fmt_boxes(r.clean), class_names[r.clean[0].label] if r.clean else "",
+            _fmt_boxes(r.noisy), class_names[r.noisy[0].label] if r.noisy else ""])
     return buf.getvalue()
 
 
@@ -260,7 +260,7 @@ def generate_world(out: Path, *, n_images: int = 600, seed: int = 0, noise_rate:
             for clean, name in ((False, f"{split}.json"), (True, f"{split}_clean.json")):
                 text = json.dumps(_coco(images, scenes, split, clean), indent=1)
                 (tmp / name).write_text(text + "\n", encoding="utf-8")
-        (tmp / "noise.csv").write_text(_noise_csv(records), encoding="utf-8")
+        (tmp / "noise.csv").write_text(noise_csv(records), encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

@@ -11,6 +11,7 @@ replaced by their union). Boxes are absolute pixel xyxy tuples.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -115,14 +116,18 @@ def _shifted(rng: np.random.Generator, box: Box, width: int, height: int) -> Box
     return None
 
 
-def _spawned(rng: np.random.Generator, img: ImageLabels) -> LabelBox | None:
+ShapeFn = Callable[[np.random.Generator, int, float], tuple[float, float]]  # (rng, label, side)
+
+
+def _spawned(rng: np.random.Generator, img: ImageLabels, n_classes: int = len(CLASS_NAMES),
+             shape: ShapeFn = object_shape) -> LabelBox | None:
     """A box of a random class, sized like the image's objects, over empty background."""
     taken = np.array([b.box for b in img.clean + img.noisy], dtype=np.float64).reshape(-1, 4)
     sides = np.sqrt((taken[:, 2] - taken[:, 0]) * (taken[:, 3] - taken[:, 1]))
     typical = float(np.median(sides)) if len(sides) else 0.2 * min(img.width, img.height)
-    label = int(rng.integers(0, len(CLASS_NAMES)))
+    label = int(rng.integers(0, n_classes))
     for _ in range(100):
-        w, h = object_shape(rng, label, typical * float(rng.uniform(0.8, 1.25)))
+        w, h = shape(rng, label, typical * float(rng.uniform(0.8, 1.25)))
         w, h = max(round(w), 4), max(round(h), 4)
         if w >= img.width or h >= img.height:
             continue
@@ -147,8 +152,10 @@ def _adjacent(a: LabelBox, b: LabelBox) -> bool:
 class _Injector:
     """Draws error targets in one split without touching any clean box twice."""
 
-    def __init__(self, images: list[ImageLabels], rng: np.random.Generator) -> None:
+    def __init__(self, images: list[ImageLabels], rng: np.random.Generator, *,
+                 n_classes: int = len(CLASS_NAMES), shape: ShapeFn = object_shape) -> None:
         self.images, self.rng, self.touched = images, rng, set()
+        self.n_classes, self.shape = n_classes, shape
         self.singles = [(img, b) for img in images for b in img.noisy if len(b.clean_ids) == 1]
         self.singles = [self.singles[i] for i in rng.permutation(len(self.singles))]
         pairs = [(img, a, b) for img in images if img.convention != "group"
@@ -177,7 +184,9 @@ class _Injector:
             if error_type == "drop":
                 new = None
             elif error_type == "flip":
-                others = [c for c in range(len(CLASS_NAMES)) if c != box.label]
+                others = [c for c in range(self.n_classes) if c != box.label]
+                if not others:
+                    return None
                 new = LabelBox(others[int(self.rng.integers(0, len(others)))], box.box,
                                box.clean_ids, box.iscrowd)
             else:
@@ -212,7 +221,7 @@ class _Injector:
         """A box of a random class over empty background in a random image."""
         for _ in range(20):
             img = self.images[int(self.rng.integers(0, len(self.images)))]
-            new = _spawned(self.rng, img)
+            new = _spawned(self.rng, img, self.n_classes, self.shape)
             if new is not None:
                 img.noisy.append(new)
                 return ErrorRecord(img.split, img.image_id, "spawn", [], [new])
@@ -220,14 +229,20 @@ class _Injector:
 
 
 def inject_errors(images: list[ImageLabels], noise_rate: float,
-                  rng: np.random.Generator) -> list[ErrorRecord]:
+                  rng: np.random.Generator, *, n_classes: int = len(CLASS_NAMES),
+                  error_types: Sequence[str] = ERROR_TYPES,
+                  shape: ShapeFn = object_shape) -> list[ErrorRecord]:
     """Inject errors into ``img.noisy`` of every image, ``noise_rate`` of each split's boxes.
 
     Args:
         images: every image of the world; ``noisy`` starts as the convention's labels.
         noise_rate: errors per clean box in each split, in [0, 1); the count is split into equal
-            shares of ``ERROR_TYPES``.
+            shares of ``error_types``.
         rng: the generator every choice comes from.
+        n_classes: classes a flip or a spawn may take (a flip needs two).
+        error_types: the kinds injected (a subset of ``ERROR_TYPES``).
+        shape: ``(rng, label, side) -> (w, h)`` of a spawned box of ``label`` whose larger side
+            is about ``side`` (px).
 
     Returns:
         One record per injected error, in the order they were made (per split, per type).
@@ -236,10 +251,10 @@ def inject_errors(images: list[ImageLabels], noise_rate: float,
     for split in sorted({img.split for img in images}):
         imgs = [img for img in images if img.split == split]
         n_errors = round(noise_rate * sum(len(img.clean) for img in imgs))
-        wanted = {t: sum(1 for i in range(n_errors) if ERROR_TYPES[i % len(ERROR_TYPES)] == t)
-                  for t in ERROR_TYPES}
-        injector = _Injector(imgs, rng)
-        for error_type in ("merge", "shift", "flip", "drop", "spawn"):
+        wanted = {t: sum(1 for i in range(n_errors) if error_types[i % len(error_types)] == t)
+                  for t in error_types}
+        injector = _Injector(imgs, rng, n_classes=n_classes, shape=shape)
+        for error_type in [t for t in ("merge", "shift", "flip", "drop", "spawn") if t in wanted]:
             for _ in range(wanted[error_type]):
                 if error_type == "merge":
                     record = injector.merge()

@@ -151,7 +151,7 @@ def _save_portable(src: Path, out_pt: Path) -> None:
 
 def train_demo_checkpoint(world_dir: Path, out_pt: Path, *, epochs: int = 40, imgsz: int = 320,
                           batch: int = 16, threads: int = 2, val_every_epoch: bool = False,
-                          progress: bool = True) -> dict:
+                          progress: bool = True, **hyp: Any) -> dict:
     """Train yolo11n from scratch on a demo world and write the best checkpoint to ``out_pt``.
 
     Offline (``YOLO("yolo11n.yaml")``, no download), on CPU with two torch threads, no plots.
@@ -167,6 +167,8 @@ def train_demo_checkpoint(world_dir: Path, out_pt: Path, *, epochs: int = 40, im
         val_every_epoch: validate after every epoch (slow on CPU: early epochs predict up to
             max_det boxes per image); otherwise only the final epoch is validated.
         progress: let ultralytics print its per-epoch progress.
+        hyp: further ultralytics training arguments (e.g. ``nbs=16`` so a tiny world takes one
+            optimizer step per batch, ``flipud=0.5`` for aerial images).
 
     Returns:
         ``{"map50", "map50_95", "epochs", "seconds", "per_class_map50"}`` measured on ``val.json``
@@ -192,12 +194,13 @@ def train_demo_checkpoint(world_dir: Path, out_pt: Path, *, epochs: int = 40, im
         model.train(data=str(data_yaml), epochs=epochs, imgsz=imgsz, batch=batch, device="cpu",
                     workers=0, plots=False, project=str(Path(tmp) / "runs"), name="train",
                     exist_ok=True, seed=0, deterministic=True, verbose=progress, amp=False,
-                    val=val_every_epoch)
+                    val=val_every_epoch, **hyp)
         seconds = time.perf_counter() - start
         best = Path(model.trainer.save_dir) / "weights" / "best.pt"
         if not best.is_file():
             best = Path(model.trainer.save_dir) / "weights" / "last.pt"
-        result: dict[str, Any] = {"epochs": epochs, "seconds": round(seconds, 1)}
+        result: dict[str, Any] = {"epochs": epochs, "seconds": round(seconds, 1), "imgsz": imgsz,
+                                  "batch": batch, **hyp}
         result.update(_evaluate(best, data_yaml, "val", imgsz, batch, names, progress))
         if (Path(world_dir) / SPLIT_FILES["val_clean"]).is_file():
             clean = _evaluate(best, data_yaml, "val_clean", imgsz, batch, names, progress)

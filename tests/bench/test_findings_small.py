@@ -252,14 +252,21 @@ def test_cli_takes_a_world_seed_for_findings_only(capsys):
 
 
 def test_another_seed_gets_its_own_world_and_dataset_name(monkeypatch, tmp_path):
-    from audit.bench import findings
+    from audit.bench import worlds
 
-    monkeypatch.setattr(findings.C, "AUDIT_HOME", tmp_path)
+    monkeypatch.setattr(worlds.C, "AUDIT_HOME", tmp_path)
     drawn = []
     monkeypatch.setattr("audit.world.generate.generate_world",
-                        lambda out, seed, **kw: drawn.append(seed) or out.mkdir(parents=True))
-    assert findings._world("small").name == "world-small" and drawn == [findings.C.SEED]
-    assert findings._world("small", 7).name == "world-small-seed7" and drawn[-1] == 7
+                        lambda out, seed, **kw: drawn.append((seed, kw.get("noise_rate")))
+                        or out.mkdir(parents=True))
+    assert worlds.bench_world("demo", "small").folder.name == "world-small"
+    assert drawn == [(worlds.C.SEED, None)]
+    assert worlds.bench_world("demo", "small", 7).folder.name == "world-small-seed7"
+    assert drawn[-1] == (7, None)
+    clean = worlds.bench_world("clean", "small")
+    assert clean.folder.name == "world-clean-small" and drawn[-1] == (worlds.C.SEED, 0.0)
+    with pytest.raises(ValueError, match="unknown world"):
+        worlds.bench_world("moon", "small")
 
 
 @pytest.mark.slow
@@ -294,3 +301,7 @@ def test_small_benchmark_end_to_end(tmp_path):
     assert flags["n_true"].sum() > 0, flags  # the default thresholds find something
     assert out.is_file() and '"boxes"' in out.read_text() and '"flags"' in out.read_text()
     assert "Flags of ours" in report.text()
+    clean = report.clean.set_index("split")
+    assert set(clean.index) == {"train", "val"}
+    assert (clean["n_flagged"] <= clean["n_clean_images"]).all(), clean
+    assert report.targets["target"].str.startswith("clean images flagged").any()
