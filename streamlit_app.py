@@ -10,7 +10,7 @@ import streamlit as st
 
 from audit import constants as C
 from audit.data import views
-from audit.ui import cache
+from audit.ui import cache, competence, settings
 from audit.ui.common import shown_errors
 from audit.ui.state import get_state
 
@@ -66,7 +66,10 @@ def _dataset_facts(name: str) -> None:
     st.caption("Classes: " + ", ".join(map(str, facts["classes"])))
     if facts.get("scored_at"):
         st.success(f"Scored at {str(facts['scored_at'])[:16].replace('T', ' ')} (UTC).")
+        competence.show_warnings(name)  # a weak model, said before any finding
         _stands_out(name)
+        settings.show_stored(name)
+        settings.settings_panel(name)
     else:
         st.warning("This dataset has not been scored yet: the audit pages need scores.")
         if st.button("Score now", key="start_score", type="primary"):

@@ -35,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=C.SEED)
     r.add_argument("--noise-rate", type=float, default=None, help="share of boxes given an error")
 
+    sh = sub.add_parser("shapes-world", help="write a world drawn by scikit-image's "
+                        "random_shapes generator, with injected errors")
+    sh.add_argument("--out", type=Path, required=True)
+    sh.add_argument("--images", type=int, default=None, help="number of images (default 800)")
+    sh.add_argument("--seed", type=int, default=C.SEED)
+    sh.add_argument("--noise-rate", type=float, default=None, help="share of boxes given an error")
+
     t = sub.add_parser("train-demo", help="train the demo YOLO11 checkpoint on a demo world")
     t.add_argument("--world", type=Path, required=True)
     t.add_argument("--out", type=Path, default=C.DEMO_CHECKPOINT)
@@ -71,6 +78,18 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--projection", action="append", choices=C.PROJECTION_METHODS,
                    help="2-D projections to compute (repeatable; default: all)")
     s.add_argument("--clusters", type=int, default=None, help="k for k-means (default: chosen)")
+    s.add_argument("--config", type=Path, default=None,
+                   help="a TOML file of scoring settings (`python -m audit config --show` "
+                        "writes one to start from); default: the defaults")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="one scoring setting, over the file or the defaults (repeatable), "
+                        "e.g. --set wrong_class_flag=0.4")
+    s.add_argument("--full", action="store_true",
+                   help="re-score even when only flag thresholds changed (default: re-flag)")
+
+    c = sub.add_parser("config", help="print scoring settings as TOML (defaults or a dataset's)")
+    c.add_argument("--show", action="store_true", help="print the settings (the default action)")
+    c.add_argument("--name", default=None, help="a scored dataset: the settings stored with it")
 
     e = sub.add_parser("export", help="export corrected labels or the relabel list")
     e.add_argument("--name", required=True)
@@ -83,8 +102,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--size", default="full", choices=("small", "full"))
     b.add_argument("--out", type=Path, default=None, help="also write the table here (CSV/JSON)")
     b.add_argument("--world", default=None,
-                   help="findings only: demo, clean (demo images, no injected error), trees "
-                        "(real aerial images) or all (default: demo)")
+                   help="findings only: demo, clean (demo images, no injected error), shapes "
+                        "(scikit-image's generator), trees (real aerial images) or all "
+                        "(default: demo)")
     b.add_argument("--seed", type=int, default=None,
                    help="findings only: draw the world with this seed; any seed but the demo's "
                         "gives a world the demo checkpoint never saw (a held-out check)")
@@ -97,6 +117,39 @@ def _layers(text: str) -> tuple[int, ...]:
         return tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise ValueError(f"--layers must be comma-separated layer indices, got {text!r}") from None
+
+
+def _score(args: argparse.Namespace) -> str:
+    """Run ``score``; a one-line summary: re-scored or re-flagged, and the config's source."""
+    from audit.config import FROM_CONFIG, resolve, with_given
+    from audit.data.scoring import score_dataset
+
+    config, source = resolve(args.config, args.set)  # a bad file or setting fails here, early
+    config = with_given(config, projections=tuple(args.projection or ()) or FROM_CONFIG,
+                        n_clusters=FROM_CONFIG if args.clusters is None else args.clusters)
+    result = score_dataset(args.name, config=config, full=args.full)
+    if hasattr(result, "per_issue"):  # a ReflagResult
+        n_flagged, n, how = result.n_flagged, result.n_samples, "re-flagged from its stored scores"
+    else:
+        flagged = result.samples["flagged"]
+        n_flagged, n, how = int(flagged.map(bool).sum()), len(flagged), "scored (every audit ran)"
+    seconds = sum(result.timings.values())
+    return (f"{args.name}: {how} in {seconds:.1f} s with config from {source}; "
+            f"{n_flagged} of {n} samples flagged")
+
+
+def _show_config(name: str | None) -> str:
+    """The defaults, or the settings stored with dataset ``name``, as a TOML file."""
+    from audit.config import DEFAULT
+
+    if name is None:
+        return DEFAULT.to_toml("scoring settings: the defaults (audit/constants.py)\n"
+                               "edit, then: python -m audit score --name N --config FILE")
+    from audit.data import store
+
+    stored = store.stored_scoring_config(store.load_dataset(name))
+    what = "the settings it was scored with" if stored else "none stored: the defaults"
+    return (stored or DEFAULT).to_toml(f"scoring settings of dataset {name!r}: {what}")
 
 
 def one_line(exc: BaseException) -> str:
@@ -126,6 +179,12 @@ def _run(args: argparse.Namespace) -> int:
 
         kw = {} if args.noise_rate is None else {"noise_rate": args.noise_rate}
         print(generate_tree_world(args.out, source=args.source, seed=args.seed, **kw))
+    elif args.command == "shapes-world":
+        from audit.world.shapes import generate_shapes_world
+
+        kw = {k: v for k, v in (("n_images", args.images), ("noise_rate", args.noise_rate))
+              if v is not None}
+        print(generate_shapes_world(args.out, seed=args.seed, **kw))
     elif args.command == "train-demo":
         from audit.world.train import train_demo_checkpoint
 
@@ -149,10 +208,9 @@ def _run(args: argparse.Namespace) -> int:
                val_json=args.val_json, data_yaml=args.data_yaml, model=args.model,
                imgsz=args.imgsz, batch=args.batch, device=args.device, layers=layers)
     elif args.command == "score":
-        from audit.data.scoring import score_dataset
-
-        score_dataset(args.name, projections=tuple(args.projection or C.PROJECTION_METHODS),
-                      n_clusters=args.clusters)
+        print(_score(args))
+    elif args.command == "config":
+        print(_show_config(args.name), end="")
     elif args.command == "export":
         from audit.data.exports import export
 

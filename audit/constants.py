@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from audit.issues import REGISTRY as _ISSUE_REGISTRY
+
 # --- where things live -------------------------------------------------------------------------
 # review logs, demo world
 AUDIT_HOME = Path(os.environ.get("AUDIT_HOME", Path.home() / ".yolo-audit"))
@@ -38,18 +40,6 @@ NEAR_IOU = 0.1  # below this IoU two boxes are unrelated
 # to ~0.76). Demo world precision / recall of the missing flag 0.39 / 0.76 without the floor,
 # 0.78 / 0.60 at 0.25 (held-out world 0.35 / 0.69 -> 0.76 / 0.56)
 MISSING_FLAG_CONF = 0.25
-# spurious score above which a label is flagged: about "no prediction of its class supports it
-# (support < 0.1) and it looks unlike labelled objects". At 0.5 every hard object the model saw
-# with confidence < 0.5 was flagged: spawned-label flags on the demo world had precision 0.07
-# (806 flags for 55 spawned labels); at 0.9, 0.50 with recall 1.00 (0.51 / 0.98 on a world the
-# checkpoint never saw)
-SPURIOUS_SCORE = 0.9
-BAD_BOX_SCORE = 0.5  # bad-box score above which a label is flagged
-# wrong-class score above which a label is flagged: on the demo world 0.5 flagged 63 % of the
-# flipped labels at precision 0.99, 0.3 flags 88 % at 0.93 (held-out world: 0.68 / 0.96 -> 0.91 /
-# 0.91); at 0.2 precision falls to 0.85 / 0.82
-WRONG_CLASS_SCORE = 0.3
-MISSING_SCORE = 0.5  # missing score above which a prediction is flagged
 KNN_K = 10  # neighbours (cosine, per-box features, other images only) behind the kNN evidence
 KNN_REFERENCE_MAX = 4000  # labelled boxes kept (seeded subsample) as the kNN reference set
 KNN_REFERENCE_PER_CLASS = 300  # of which at most this many per class (rare classes keep theirs)
@@ -70,6 +60,22 @@ LOSS_Z_HIGH = 3.0  # robust z of the image loss (within its split) giving the fu
 MISSING_LOOK_WEIGHT = 0.8  # weight of "looks like labelled objects" for an unlabelled prediction
 MISSING_LOOK_CONF = 0.1  # prediction confidence from which that look-alike evidence counts fully
 
+# --- calibration: evidence -> P(label wrong), planted decoys (audit/calibration.py) ------------
+# prior share of labels wrong for each of the four box issues before any evidence. Published
+# audits of human labels find a few per cent wrong (Northcutt et al. 2021: 3.3 % of test labels
+# across ten datasets); 2 % per issue is ~8 % of boxes with some box error, within that range.
+# Not fitted to any world; a user who knows their rate sets it (`prior_error_rate`)
+PRIOR_ERROR_RATE = 0.02
+DECOYS_PER_TYPE = 400  # decoy errors planted per kind (enough for a per-class fit; bounded cost)
+DECOYS_MAX_PER_IMAGE = 4  # at most this many decoys of one kind per image copy
+DECOY_SHIFT_IOU = (0.3, 0.75)  # IoU of a decoy shifted label with its object: the bad-box range
+CALIBRATION_MIN_FIT = 300  # rows the shrinkage of a class toward the shared fit weighs as
+FLAG_PROBABILITY = 0.5  # a calibrated issue flags when the label is more likely wrong than right
+# the four box issues' scores are calibrated probabilities (above): one threshold for all. (Before
+# calibration each had its own raw-score threshold, chosen on the demo world: spurious 0.9, wrong
+# class 0.3, bad box 0.5, missing 0.5.)
+SPURIOUS_SCORE = WRONG_CLASS_SCORE = BAD_BOX_SCORE = MISSING_SCORE = FLAG_PROBABILITY
+
 # --- label inconsistency -----------------------------------------------------------------------
 GROUP_CONTAIN = 0.8  # a prediction counts as inside a box when this fraction of it is covered
 # a box enclosing at least this many confident same-class predictions is a group box
@@ -88,9 +94,9 @@ PARTIAL_CONF = 0.5
 # that truly enclose several books, 0.3 found 5 % and 0.05 finds 98 % at precision 0.99
 GROUP_SCORE = 0.05
 PARTIAL_SCORE = 0.5  # partial-labelling score above which a sample is flagged
-FLAG_SCORES = {  # issue -> score at or above which a box (or image) is flagged for it
-    "wrong_class": WRONG_CLASS_SCORE, "bad_box": BAD_BOX_SCORE, "spurious": SPURIOUS_SCORE,
-    "missing": MISSING_SCORE, "group_box": GROUP_SCORE, "partial_labels": PARTIAL_SCORE}
+# issue -> score at or above which a box (or image) is flagged for it: each issue's default_constant
+# in the registry (audit/issues.py), one of the *_SCORE constants above
+FLAG_SCORES = {i.name: globals()[i.default_constant] for i in _ISSUE_REGISTRY}
 MIXED_CONVENTION_MIN = 0.05  # a class mixes conventions when each one covers at least this share
 # a member of a group box has at most this share of the box's area (two adjacent objects that
 # overlap by a half each cover up to three quarters of the box around both)
@@ -119,6 +125,25 @@ RECALL_CONF = 0.25  # a prediction at least this confident counts when measuring
 INSIGHT_MAX_SAMPLES = 1000  # sample ids kept per insight (highest loss first)
 GAP_NEIGHBOURS = 10  # nearest train images (PCA space) an image's loss is read against
 GAP_MAX_REFERENCE = 20_000  # train images searched for look-alikes (seeded subsample beyond, speed)
+
+# --- model competence (audit/competence.py) ----------------------------------------------------
+# The verdicts are majority rules, not fits to any dataset: at or below each, the model's
+# disagreement with a label is no better than a coin flip as evidence against the label.
+# working confidence at which recall and precision are read: the missing-flag floor and
+# ultralytics' predict default
+COMPETENCE_CONF = MISSING_FLAG_CONF
+# a class is weak when the model finds at most half its labelled objects: a label with no
+# confident prediction is then at least as likely a model miss as a label error
+COMPETENCE_MIN_RECALL = 0.5
+# ... or when at most half its confident detections match a label: an unlabelled detection is
+# then at least as likely a false alarm as a missing label
+COMPETENCE_MIN_PRECISION = 0.5
+# ... or when its matched pairs' median IoU is at most the localisation-suspect IoU: the typical
+# match would itself look like a bad box
+COMPETENCE_MIN_IOU = LOCALIZATION_IOU
+# labels a class needs in the measured split for a verdict: at 20 a class of true recall 0.3
+# measures > 0.5 with probability 0.02, one of 0.8 measures <= 0.5 with probability 0.003
+COMPETENCE_MIN_BOXES = 20
 
 # --- review ------------------------------------------------------------------------------------
 REVIEW_ACTIONS = ("confirm", "fix_class", "delete", "accept_prediction", "relabel", "undo")

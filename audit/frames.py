@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from audit import issues as I
+
 BOX_COLUMNS = ("sample_id", "box_id", "source", "x1", "y1", "x2", "y2", "label", "confidence")
 SOURCES = ("gt", "pred")
 LOSS_COLUMNS = ("loss_box", "loss_cls", "loss_dfl", "loss")
-ISSUES = ("wrong_class", "bad_box", "missing", "spurious", "group_box", "partial_labels")
+ISSUES = I.NAMES  # every issue name (the registry, audit/issues.py)
 
 
 def require_columns(frame: pd.DataFrame, columns: Iterable[str], name: str) -> None:

@@ -25,12 +25,13 @@ from numpy.typing import ArrayLike, NDArray
 
 from audit import boxes as B
 from audit import constants as C
+from audit import issues as I
 from audit.frames import check_boxes, check_features, noisy_or, robust_z, xyxy
 from audit.frames import linear_ramp as ramp
 from audit.inconsistency import encloses_labels, group_member_evidence
 from audit.neighbours import NeighbourEvidence, reference_evidence
 
-BOX_ISSUES = ("wrong_class", "bad_box", "spurious", "missing")
+BOX_ISSUES = I.MISTAKENNESS_ISSUES  # the four issues scored here (names: audit/issues.py)
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,12 @@ def score_boxes(
         missing = _loss_boost(missing, z_cls[ctx.p_code], **kw)
     scores = {"wrong_class": wrong, "bad_box": bad, "spurious": spurious, "missing": missing}
     frame = _assemble(boxes, ctx, scores, suggested, thr, missing_flag_conf)
+    dist = np.full(len(boxes), np.nan)
+    if knn_gt.distance.size:
+        dist[ctx.is_gt] = knn_gt.distance
+    if knn_pred.distance.size:
+        dist[~ctx.is_gt] = knn_pred.distance
+    frame["knn_distance"] = dist  # mean cosine distance to labelled look-alikes (NaN: none)
     summary = MistakennessSummary(
         n_gt=int(ctx.is_gt.sum()), n_pred=int((~ctx.is_gt).sum()),
         **{f"n_{i}": int(frame[f"is_{i}_issue"].sum()) for i in BOX_ISSUES},

@@ -3,7 +3,8 @@
 :func:`run_all` takes the samples frame, the image embeddings, the boxes frame and the per-box
 features (docs/ARCHITECTURE.md) and runs mistakenness, label inconsistency, 2-D projections,
 clustering, per-cluster statistics and every insight. The data layer reads the frames and writes
-the :class:`AuditResult` back; nothing here touches FiftyOne, torch or ultralytics.
+the :class:`AuditResult` back; nothing here touches FiftyOne, torch or ultralytics. Every
+threshold and weight comes from one :class:`audit.config.ScoringConfig`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from tqdm.auto import tqdm
 from audit import boxes as B
 from audit import clusters as CL
 from audit import constants as C
+from audit.calibration import CALIBRATED_ISSUES, CalibrationSummary, calibrated_box_scores
+from audit.competence import Competence, model_competence
+from audit.config import FROM_CONFIG, FromConfig, ScoringConfig, with_given
 from audit.correlations import curve_insights, metadata_insights
 from audit.frames import check_boxes, check_features, require_columns, xyxy
 from audit.generalisation import neighbour_loss_ratio
@@ -51,6 +55,11 @@ class AuditResult:
         clusters: per-cluster statistics (:func:`audit.clusters.cluster_stats`).
         classes: per-class labelling conventions (:mod:`audit.inconsistency`).
         timings: seconds per stage.
+        config: the settings every scorer ran with (:class:`audit.config.ScoringConfig`).
+        competence: the model measured against the labels (:mod:`audit.competence`): how far
+            its disagreement with them can be trusted, with plain warnings; None if not measured.
+        calibration: per box issue and class, how the evidence became a probability and how
+            findable that issue is here (:mod:`audit.calibration`); None if not calibrated.
     """
 
     samples: pd.DataFrame
@@ -59,6 +68,9 @@ class AuditResult:
     clusters: pd.DataFrame
     classes: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
+    config: ScoringConfig = field(default_factory=ScoringConfig)
+    competence: Competence | None = None
+    calibration: CalibrationSummary | None = None
 
 
 def class_recall(boxes: pd.DataFrame, labels: pd.Series, *, split: pd.Series | None = None,
@@ -112,19 +124,27 @@ def _check(samples: pd.DataFrame, embeddings: NDArray, boxes: pd.DataFrame,
     return emb
 
 
-def _box_scores(boxes, box_features, samples, timings):
+def _box_scores(boxes, box_features, samples, timings, config: ScoringConfig):
     """Mistakenness and inconsistency per box, and the per-sample partial-labelling frame."""
     t = time.perf_counter()
-    scores, _ = score_boxes(boxes, box_features, samples)
+    kwargs = config.scorer_kwargs("mistakenness")
+    raw, _ = score_boxes(boxes, box_features, samples, **kwargs)
     timings["mistakenness_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    inc = score_inconsistency(boxes)
+    thr = config.flag_thresholds()
+    scores, calibration = calibrated_box_scores(
+        boxes, box_features, samples, raw, scorer_kwargs=kwargs,
+        thresholds={i: thr[i] for i in CALIBRATED_ISSUES},
+        missing_flag_conf=config.missing_flag_conf, **config.scorer_kwargs("calibration"))
+    timings["calibration_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    inc = score_inconsistency(boxes, **config.scorer_kwargs("inconsistency"))
     timings["inconsistency_s"] = time.perf_counter() - t
     group = inc.boxes[["group_box_score", "is_group_box_issue", "n_members"]]
     scores = scores.join(group, how="left")
     scores["is_group_box_issue"] = scores["is_group_box_issue"].astype("boolean").fillna(False)
     partial = inc.samples.reindex(samples.index.astype(str))
-    return scores, partial, inc
+    return scores, partial, inc, calibration
 
 
 def run_all(
@@ -133,9 +153,10 @@ def run_all(
     boxes: pd.DataFrame,
     box_features: NDArray | None = None,
     *,
-    projections: Sequence[str] = C.PROJECTION_METHODS,
-    n_clusters: int | None = C.N_CLUSTERS,
-    seed: int = C.SEED,
+    config: ScoringConfig | None = None,
+    projections: Sequence[str] | FromConfig = FROM_CONFIG,
+    n_clusters: int | FromConfig | None = FROM_CONFIG,
+    seed: int | FromConfig = FROM_CONFIG,
     progress: bool = False,
 ) -> AuditResult:
     """Run every audit.
@@ -147,46 +168,56 @@ def run_all(
         boxes: boxes frame, absolute ``xyxy``; gt and pred rows.
         box_features: ``(n_boxes, F)`` per-box features aligned with ``boxes`` (NaN rows where
             missing), or None.
-        projections: 2-D projections to compute ("pca", "tsne", "umap").
-        n_clusters: k for k-means, None to choose it by silhouette.
-        seed: random seed; progress: show a tqdm bar over the stages.
+        config: every threshold and weight (default: :class:`ScoringConfig`'s defaults, the
+            ``audit.constants`` values).
+        projections: 2-D projections to compute ("pca", "tsne", "umap"); n_clusters: k for
+            k-means, None to choose it by silhouette; seed: random seed. Each, when given,
+            replaces the config's value (``C.PROJECTION_METHODS``, ``C.N_CLUSTERS``, ``C.SEED``
+            by default).
+        progress: show a tqdm bar over the stages.
 
     Returns:
-        An :class:`AuditResult`; all scores are higher = more likely wrong.
+        An :class:`AuditResult` (its ``config`` the settings used); all scores are higher = more
+        likely wrong.
+
+    Raises:
+        ValueError: bad frames, or an override out of range (e.g. ``n_clusters=1``).
 
     Example:
         >>> result = run_all(samples, embeddings, boxes, box_features)  # doctest: +SKIP
         >>> [i.sentence for i in result.insights][:2]  # doctest: +SKIP
     """
     emb = _check(samples, embeddings, boxes, box_features)
+    cfg = with_given(config, projections=projections, n_clusters=n_clusters, seed=seed)
     stale = [c for c in samples.columns if str(c).endswith("_score") or str(c).startswith(
         ("is_", "proj_")) or c in ("cluster", "flagged", "mistakenness", "neighbour_loss_ratio")]
     samples = samples.drop(columns=stale)  # a re-score starts from the inputs, not old scores
     samples.index = samples.index.astype(str)
     timings: dict[str, float] = {}
-    stages = tqdm(total=3 + len(projections), desc="audit", disable=not progress, unit="stage")
-    scores, partial, inc = _box_scores(boxes, box_features, samples, timings)
+    stages = tqdm(total=3 + len(cfg.projections), desc="audit", disable=not progress,
+                  unit="stage")
+    scores, partial, inc, calibration = _box_scores(boxes, box_features, samples, timings, cfg)
     stages.update(1)
     per_sample = score_samples(scores, samples.join(
         partial[["partial_labels_score", "is_partial_labels_issue"]]))
     out = per_sample.rename(columns={"flagged_issues": "flagged"})
     t = time.perf_counter()
-    reduced = CL.reduce(emb, seed=seed)  # once for every projection and the clustering
+    reduced = CL.reduce(emb, seed=cfg.seed)  # once for every projection and the clustering
     timings["reduce_s"] = time.perf_counter() - t
-    for method in projections:
+    for method in cfg.projections:
         stages.set_postfix_str(method)
         t = time.perf_counter()
-        xy = CL.project(emb, method, seed=seed, reduced=reduced)
+        xy = CL.project(emb, method, seed=cfg.seed, reduced=reduced)
         timings[f"projection_{method}_s"] = time.perf_counter() - t
         out[f"proj_{method}_x"], out[f"proj_{method}_y"] = xy[:, 0], xy[:, 1]
         stages.update(1)
     t = time.perf_counter()
-    ratio = neighbour_loss_ratio(reduced, samples["loss"], samples["split"], seed=seed)
+    ratio = neighbour_loss_ratio(reduced, samples["loss"], samples["split"], seed=cfg.seed)
     out["neighbour_loss_ratio"] = ratio
     samples = samples.assign(neighbour_loss_ratio=ratio)
     timings["neighbour_loss_ratio_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    labels = CL.cluster(emb, n_clusters=n_clusters, seed=seed, reduced=reduced)
+    labels = CL.cluster(emb, n_clusters=cfg.n_clusters, seed=cfg.seed, reduced=reduced)
     out["cluster"] = labels
     stats = CL.cluster_stats(samples, labels)
     timings["clusters_s"] = time.perf_counter() - t
@@ -198,7 +229,8 @@ def run_all(
     stages.close()
     box_frame = scores.reset_index().rename(columns={"index": "box_id"})
     return AuditResult(samples=out, boxes=box_frame, insights=found, clusters=stats,
-                       classes=inc.classes, timings=timings)
+                       classes=inc.classes, timings=timings, config=cfg,
+                       competence=model_competence(boxes, samples), calibration=calibration)
 
 
 def _insights(samples: pd.DataFrame, labels: NDArray, boxes: pd.DataFrame, inc,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from audit.ui import cache, charts
+from audit.ui import cache, charts, competence
 from audit.ui.common import require_dataset, shown_errors
 
 name = require_dataset()
@@ -29,6 +29,10 @@ with shown_errors("Evaluating the predictions"):
         right.markdown("**Worst classes**")
         right.dataframe(pd.DataFrame(worst, columns=["class", "AP"]), hide_index=True,
                         key="overview_worst")
+
+st.subheader("Model competence per class")
+with shown_errors("Reading the model's competence"):
+    competence.show_table(name)
 
 st.subheader("Flagged samples per issue")
 flags = table["flagged"].explode().dropna()

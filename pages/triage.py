@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from audit.data import views
-from audit.ui import cache, decide
+from audit.ui import cache, competence, decide
 from audit.ui.common import draw_sample, require_dataset, shown_errors
 from audit.ui.state import TriageFilter, get_state
 
@@ -197,6 +197,8 @@ if not state.reviewer:
 with shown_errors("Reading the review progress"):
     _progress(name)
 flt = _filters(name)
+with shown_errors("Reading the model's competence"):
+    competence.show_warnings(name, label=flt.label)
 queue = cache.triage_queue(name, flt)
 _message()
 if queue.empty:

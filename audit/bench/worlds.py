@@ -5,6 +5,8 @@ checkpoint trained on it, and the inference size it was trained at.
   ``--seed N`` draws a world of the same generator the checkpoint never saw.
 * ``clean``: the demo world's images drawn with no injected error (``noise_rate`` 0): what the
   auditor flags where nothing was planted (book conventions aside) is a false alarm.
+* ``shapes``: a world drawn by another project's generator (scikit-image's ``random_shapes``,
+  :mod:`audit.world.shapes`) and a checkpoint trained on its noisy train split.
 * ``trees``: human-annotated aerial tree crowns (``audit.world.trees``, real images labelled by
   people) with errors injected by the same protocol, and a checkpoint trained on its noisy train
   split (``audit/world/trees_yolo11n.pt``).
@@ -18,9 +20,11 @@ from pathlib import Path
 from audit import constants as C
 
 TREES_CHECKPOINT = Path(__file__).resolve().parents[1] / "world" / "trees_yolo11n.pt"
+SHAPES_CHECKPOINT = TREES_CHECKPOINT.with_name("shapes_yolo11n.pt")
+SHAPES_IMGSZ = 192  # the shapes checkpoint's training size (the images' side)
 TREES_IMGSZ = 416  # the tree checkpoint's training size (tiles are about 400 px)
 DEMO_IMGSZ = 320  # the demo checkpoint's training size
-WORLD_NAMES = ("demo", "clean", "trees")  # every world, in the order `--world all` runs them
+WORLD_NAMES = ("demo", "clean", "shapes", "trees")  # every world, in `--world all` order
 DEMO_SIZES = {"small": {"n_images": 40}, "full": {}}  # generate_world kwargs per size
 
 
@@ -50,6 +54,13 @@ def bench_world(name: str, size: str, seed: int = C.SEED, *, progress: bool = Tr
         folder = current_world(home / f"{stem}-{size}{suffix}", seed=seed, progress=progress,
                                **kwargs)
         return BenchWorld(name, folder, C.DEMO_CHECKPOINT, DEMO_IMGSZ)
+    if name == "shapes":
+        from audit.world.shapes import current_shapes_world
+
+        kwargs = {"n_images": 80} if size == "small" else {}
+        folder = current_shapes_world(home / f"shapes-{size}{suffix}", seed=seed,
+                                      progress=progress, **kwargs)
+        return BenchWorld(name, folder, SHAPES_CHECKPOINT, SHAPES_IMGSZ)
     if name == "trees":
         from audit.world.trees import current_tree_world
 

@@ -34,14 +34,16 @@ import pandas as pd
 from fiftyone import ViewField as F
 
 from audit import constants as C
+from audit import issues as I
+from audit.config import ScoringConfig
 from audit.data.review_store import REVIEWED_FIELD, corrected_detections
-from audit.data.views import flagged_view
+from audit.data.views import flagged_view, scoring_config
 from audit.mistakenness import is_flagged
 from audit.reviews import safe_name
 
 FORMATS = ("coco", "yolo", "relabel-csv")  # export formats offered
-BOX_ISSUES = ("wrong_class", "bad_box", "spurious", "group_box")  # issues scored on gt boxes
-PRED_ISSUES = ("missing",)  # issues scored on prediction boxes
+BOX_ISSUES = I.GT_ISSUES  # issues scored on gt boxes (audit/issues.py)
+PRED_ISSUES = I.PRED_ISSUES  # issues scored on prediction boxes
 RELABEL_COLUMNS = ("sample_id", "filepath", "split", "issue", "score", "x1", "y1", "x2", "y2",
                    "current_label", "suggested_label", "review_status", "box_id")
 
@@ -215,8 +217,10 @@ def _xyxy(det: Any, width: float, height: float) -> list[float]:
     return [x * width, y * height, (x + w) * width, (y + h) * height]
 
 
-def _box_rows(sample: dict[str, Any]) -> list[dict[str, Any]]:
-    """Relabel rows of one sample's flagged boxes (gt issues, then missing predictions)."""
+def _box_rows(sample: dict[str, Any], config: ScoringConfig) -> list[dict[str, Any]]:
+    """Relabel rows of one sample's flagged boxes (gt issues, then missing predictions), flagged
+    at ``config``'s thresholds."""
+    thresholds = config.flag_thresholds()
     reviewed = {d.id: d for d in sample["reviewed"].detections} if sample["reviewed"] else None
     accepted = {d.get_field("accepted_from") for d in (reviewed or {}).values()
                 if d.has_field("accepted_from")}
@@ -225,7 +229,9 @@ def _box_rows(sample: dict[str, Any]) -> list[dict[str, Any]]:
         labels = sample[source]
         for det in labels.detections if labels else []:
             scores = {i: _score(det, i) for i in issues}
-            hits = {i: s for i, s in scores.items() if is_flagged(i, s, det.confidence)}
+            hits = {i: s for i, s in scores.items() if is_flagged(
+                i, s, det.confidence, threshold=thresholds[i],
+                missing_flag_conf=config.missing_flag_conf)}
             if not hits:
                 continue
             issue = max(hits, key=hits.get)
@@ -251,8 +257,9 @@ def relabel_frame(ds: fo.Dataset, *, split: str | None = None) -> pd.DataFrame:
     """The relabel list: one row per flagged box or flagged image, highest score first.
 
     A box is listed when one of its ``<issue>_score`` attributes flags it
-    (:func:`audit.mistakenness.is_flagged`: ``constants.FLAG_SCORES``; ``missing`` is scored on
-    prediction boxes and needs their confidence to reach ``MISSING_FLAG_CONF``);
+    (:func:`audit.mistakenness.is_flagged` at the thresholds stored with the dataset's scores,
+    :func:`audit.data.store.scoring_config`; ``missing`` is scored on prediction boxes and needs
+    their confidence to reach its ``missing_flag_conf``);
     ``issue``/``score`` are its highest one. An image is listed once more for each issue in its
     ``flagged`` list that no box row covers (e.g. ``partial_labels``), with an empty box.
     Coordinates are the corrected box in absolute px ``xyxy``; ``review_status`` is the box's
@@ -267,17 +274,18 @@ def relabel_frame(ds: fo.Dataset, *, split: str | None = None) -> pd.DataFrame:
     paths = {"id": "id", "filepath": "filepath", "width": "metadata.width",
              "height": "metadata.height", "gt": "ground_truth", "pred": "predictions"}
     paths |= {k: k for k in ("split", "flagged", "review_status") if k in schema}
-    issues = (*BOX_ISSUES, *PRED_ISSUES, "partial_labels")
+    issues = I.NAMES
     paths |= {f"{i}_score": f"{i}_score" for i in issues if f"{i}_score" in schema}
     if REVIEWED_FIELD in schema:
         paths["reviewed"] = REVIEWED_FIELD
     values = dict(zip(paths, view.values(list(paths.values())), strict=True))
+    config = scoring_config(ds)
     rows = []
     for i, sample_id in enumerate(values["id"]):
         sample = {"reviewed": None} | {k: values[k][i] for k in paths}
         if not sample["width"] or not sample["height"]:
             raise ValueError(f"sample {sample_id} ({sample['filepath']}) has no image size")
-        box_rows = _box_rows(sample)
+        box_rows = _box_rows(sample, config)
         covered = {r["issue"] for r in box_rows}
         for issue in sorted(set(sample.get("flagged") or []) - covered):
             score = sample.get(f"{issue}_score")

@@ -12,6 +12,7 @@ NaN = does not apply.
 
 from __future__ import annotations
 
+import warnings
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,9 +23,11 @@ from fiftyone import ViewField as F
 from numpy.typing import NDArray
 
 from audit.boxes import xywh_rel_to_xyxy_abs
+from audit.config import FIELD_NAMES, ScoringConfig
 from audit.metadata import count_column
 
 AUDIT_KEY = "audit"  # dataset.info key holding ingest settings, insights and scored_at
+CONFIG_KEY = "scoring_config"  # info["audit"] key: the ScoringConfig.to_dict() of the last scoring
 LABEL_FIELDS = {"gt": "ground_truth", "pred": "predictions"}  # boxes-frame source -> field
 LOSS_FIELDS = ("loss_box", "loss_cls", "loss_dfl", "loss")
 BOX_ATTRIBUTES = ("coco_id", "suggested_label", "review_status")  # optional per-box columns
@@ -88,6 +91,32 @@ def update_audit_info(ds: fo.Dataset, **values: Any) -> None:
     info[AUDIT_KEY] = {**audit_info(ds), **values}
     ds.info = info
     ds.save()
+
+
+def stored_scoring_config(ds: fo.Dataset) -> ScoringConfig | None:
+    """The :class:`audit.config.ScoringConfig` stored with the dataset's scores, None if none is.
+
+    Settings this version does not know (a dataset scored by another version) are dropped with
+    a warning; the others keep their stored values.
+    """
+    stored = audit_info(ds).get(CONFIG_KEY)
+    if not isinstance(stored, dict):
+        return None
+    unknown = sorted(set(stored) - set(FIELD_NAMES))
+    if unknown:
+        warnings.warn(f"dataset {ds.name!r}: ignoring unknown stored scoring settings {unknown}",
+                      stacklevel=2)
+    return ScoringConfig.from_dict({k: v for k, v in stored.items() if k in FIELD_NAMES})
+
+
+def scoring_config(ds: fo.Dataset) -> ScoringConfig:
+    """The config the dataset was scored with, or the defaults when none is stored: the flag
+    thresholds views and exports apply (``flag_thresholds()``, ``missing_flag_conf``).
+
+    Example:
+        >>> scoring_config(load_dataset("yolo-audit-demo")).flag_thresholds()  # doctest: +SKIP
+    """
+    return stored_scoring_config(ds) or ScoringConfig()
 
 
 def stored_filepaths(ds: fo.Dataset) -> set[str]:

@@ -129,14 +129,14 @@ def write_audit_result(ds: fo.Dataset, result: Any) -> None:
     ``flagged`` (list of issue names), ``proj_<method>`` ([x, y]); detection attributes
     ``<issue>_score`` and ``suggested_label`` (higher score = more likely wrong, None = does not
     apply); ``info["audit"]``: ``insights``, ``clusters``, ``classes``, ``timings``,
-    ``scored_at``; saved views ``flagged`` / ``flagged-<issue>``; Brain visualizations
-    ``latent_<method>``.
+    ``competence`` (:meth:`audit.competence.Competence.to_dict`), ``scored_at``; saved views
+    ``flagged`` / ``flagged-<issue>``; Brain visualizations ``latent_<method>``.
 
     Args:
         ds: the ingested dataset.
         result: has ``samples`` (frame indexed by sample id), ``boxes`` (frame with ``box_id``),
             ``insights`` (objects with ``to_dict()`` or dicts), optional ``clusters``,
-            ``classes`` (frames) and ``timings`` (dict).
+            ``classes`` (frames), ``timings`` (dict) and ``competence``.
     """
     samples = result.samples
     unknown = set(map(str, samples.index)) - set(ds.values("id"))
@@ -154,6 +154,7 @@ def write_audit_result(ds: fo.Dataset, result: Any) -> None:
         clusters=_records(getattr(result, "clusters", None)),
         classes=_records(getattr(result, "classes", None)),
         timings=_cell_tree(dict(getattr(result, "timings", {}) or {})),
+        competence=_competence(getattr(result, "competence", None)),
         brain_keys=keys, scored_at=now_iso())
 
 
@@ -164,6 +165,11 @@ def _cell_tree(value: Any) -> Any:
     if isinstance(value, list | tuple | np.ndarray):
         return [_cell_tree(v) for v in value]
     return plain_value(value)
+
+
+def _competence(competence: Any) -> dict[str, Any] | None:
+    """``Competence.to_dict()`` (per-class records, overall figures, warnings), None if absent."""
+    return None if competence is None else _cell_tree(competence.to_dict())
 
 
 def _records(frame: pd.DataFrame | None) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
 Everything returns plain pandas frames or dicts so the pages can cache them with
 ``st.cache_data``. Boxes leave this module as absolute pixel ``xyxy`` floats (FiftyOne's relative
 ``[x, y, w, h]`` is converted here). Scores keep the auditor's direction: higher = more likely
-wrong, NaN = does not apply.
+wrong, NaN = does not apply. Flags computed here use the thresholds stored with the dataset's
+scores (``store.scoring_config``), not the global defaults.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import numpy as np
 import pandas as pd
 
 from audit import constants as C
+from audit import issues as I
+from audit.competence import COLUMNS as COMPETENCE_COLUMNS
+from audit.config import ScoringConfig
 from audit.mistakenness import is_flagged
 
-ISSUES = ("wrong_class", "bad_box", "missing", "spurious", "group_box", "partial_labels")
-BOX_ISSUES = ("wrong_class", "bad_box", "missing", "spurious", "group_box")  # per-detection
-ISSUE_THRESHOLDS = C.FLAG_SCORES  # score at or above which a box counts as flagged for that issue
+ISSUES = I.NAMES  # every issue (audit/issues.py)
+BOX_ISSUES = I.DETECTION_ISSUES  # per-detection
+ISSUE_THRESHOLDS = C.FLAG_SCORES  # default flag thresholds; a dataset's own: scoring_config(ds)
 _MISTAKENNESS_FIELDS = ("mistakenness_score", "mistakenness")  # brief vs architecture spelling
 _FLAGGED_FIELDS = ("flagged_issues", "flagged")
 _NUMERIC_FIELDS = ("loss", "loss_box", "loss_cls", "loss_dfl", "n_objects", "median_box_area",
@@ -129,19 +133,20 @@ def sample_boxes(ds: Any, sample_id: str) -> pd.DataFrame:
         Frame with columns ``BOX_COLUMNS`` + ``review_status``: ``source`` is "gt" or "pred",
         boxes are absolute pixel ``xyxy``, ``confidence`` NaN for gt, ``<issue>_score`` NaN where
         it does not apply, ``flagged_issue`` the issue with the highest score among those that
-        flag the box (:func:`audit.mistakenness.is_flagged`; None if none does) and
-        ``flag_score`` that score (NaN if not
+        flag the box (:func:`audit.mistakenness.is_flagged` at the dataset's stored thresholds,
+        :func:`scoring_config`; None if none does) and ``flag_score`` that score (NaN if not
         flagged). Sorted by ``flag_score`` descending, so the most suspicious box comes first.
     """
     from audit.data.review_store import REVIEWED_FIELD
 
+    config = scoring_config(ds)
     sample = _get_sample(ds, sample_id)
     width, height = _image_size(sample)
     rows = []
     gt_field = REVIEWED_FIELD if _non_empty(sample, REVIEWED_FIELD) else "ground_truth"
     for source, field in (("gt", gt_field), ("pred", "predictions")):
         dets = sample[field].detections if _non_empty(sample, field) else []
-        rows.extend(_box_row(det, source, width, height) for det in dets)
+        rows.extend(_box_row(det, source, width, height, config) for det in dets)
     frame = pd.DataFrame(rows, columns=[*BOX_COLUMNS, "review_status"])
     return frame.sort_values("flag_score", ascending=False, na_position="last", kind="stable")
 
@@ -178,7 +183,7 @@ def _image_size(sample: Any) -> tuple[int, int]:
         return img.size
 
 
-def _box_row(det: Any, source: str, width: int, height: int) -> dict:
+def _box_row(det: Any, source: str, width: int, height: int, config: ScoringConfig) -> dict:
     """One ``BOX_COLUMNS`` row from a FiftyOne detection (relative xywh -> absolute xyxy)."""
     x, y, w, h = det.bounding_box
     row = {"box_id": det.id, "source": source, "x1": x * width, "y1": y * height,
@@ -187,16 +192,26 @@ def _box_row(det: Any, source: str, width: int, height: int) -> dict:
            "suggested_label": det.get_field("suggested_label")
            if det.has_field("suggested_label") else None}
     best, best_score = None, np.nan
+    thresholds = config.flag_thresholds()
     for issue in BOX_ISSUES:
         value = det.get_field(f"{issue}_score") if det.has_field(f"{issue}_score") else None
         score = float(value) if value is not None else np.nan
         row[f"{issue}_score"] = score
-        if is_flagged(issue, score, row["confidence"]) and (best is None or score > best_score):
+        hit = is_flagged(issue, score, row["confidence"], threshold=thresholds[issue],
+                         missing_flag_conf=config.missing_flag_conf)
+        if hit and (best is None or score > best_score):
             best, best_score = issue, score
     row["flagged_issue"], row["flag_score"] = best, best_score
     row["review_status"] = det.get_field("review_status") if det.has_field("review_status") \
         else None
     return row
+
+
+def scoring_config(ds: Any) -> ScoringConfig:
+    """The settings the dataset was scored with, or the defaults (``store.scoring_config``)."""
+    from audit.data import store
+
+    return store.scoring_config(ds)
 
 
 def flagged_view(ds: Any) -> Any:
@@ -245,3 +260,23 @@ def dataset_version(ds: Any) -> str:
     ds.reload()
     info = (ds.info or {}).get("audit", {})
     return f"{len(ds)}|{info.get('scored_at')}|{ds.last_modified_at}"
+
+
+def model_competence(ds: Any) -> dict:
+    """The model measured against the labels by the last scoring (:mod:`audit.competence`).
+
+    Returns:
+        ``{"classes": frame indexed by class with ``audit.competence.COLUMNS`` (higher figures =
+        better model; empty when not measured), "warnings": [plain sentences], "split": "val" |
+        "all" | None, "conf": working confidence | None, "overall": pooled figures,
+        "thresholds": the verdicts' knobs}``.
+    """
+    stored = ((ds.info or {}).get("audit") or {}).get("competence") or {}
+    frame = pd.DataFrame(stored.get("classes") or [], columns=["label", *COMPETENCE_COLUMNS])
+    frame = frame.set_index("label")
+    numeric = [c for c in COMPETENCE_COLUMNS if c not in ("verdict", "weak_on")]
+    frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")  # None -> NaN
+    return {"classes": frame, "warnings": [str(w) for w in stored.get("warnings") or []],
+            "split": stored.get("split"), "conf": stored.get("conf"),
+            "overall": dict(stored.get("overall") or {}),
+            "thresholds": dict(stored.get("thresholds") or {})}

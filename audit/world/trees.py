@@ -25,11 +25,7 @@ and ``python -m audit ingest`` read it unchanged. Same source, same arguments: s
 from __future__ import annotations
 
 import io
-import json
-import os
-import shutil
 import sys
-import tempfile
 import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass
@@ -38,10 +34,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from audit import constants as C
-from audit.world.generate import noise_csv, xywh
+from audit.world.files import assign_noisy_ids, error_counts, world_info_version, write_world
 from audit.world.noise import ErrorRecord, ImageLabels, LabelBox, inject_errors
 
 DEEPFOREST_WHEEL = "deepforest-2.1.0-py3-none-any.whl"  # the release whose data this was built on
@@ -197,26 +192,6 @@ def _load(read) -> tuple[list[Tile], list[Image.Image], list[ImageLabels]]:
     return tiles, pictures, labels
 
 
-def _coco(tiles: list[Tile], labels: list[ImageLabels], split: str, clean: bool) -> dict:
-    """The COCO dict of one split (clean or noisy labels); images name their source window."""
-    images, anns = [], []
-    for tile, img in zip(tiles, labels, strict=True):
-        if img.split != split:
-            continue
-        images.append({"id": img.image_id, "file_name": f"{split}/{img.image_id:06d}.png",
-                       "width": img.width, "height": img.height, "scene": tile.source,
-                       "source_window": list(tile.window)})
-        for box in img.clean if clean else img.noisy:
-            bbox = xywh(box.box)
-            anns.append({"id": box.ann_id, "image_id": img.image_id, "category_id": 1,
-                         "bbox": bbox, "area": round(bbox[2] * bbox[3], 2), "iscrowd": 0})
-    return {"info": {"version": f"trees-{TREES_VERSION}",
-                     "description": f"NEON tree crowns (deepforest's annotated images), {split}, "
-                                    f"{'clean' if clean else 'noisy'} labels"},
-            "licenses": [], "images": images, "annotations": anns,
-            "categories": [{"id": 1, "name": TREE_CLASSES[0], "supercategory": "plant"}]}
-
-
 @dataclass(frozen=True)
 class TreeWorldSummary:
     """What :func:`generate_tree_world` wrote."""
@@ -255,58 +230,23 @@ def generate_tree_world(out: str | Path, *, source: str | Path | None = None, se
     out = Path(out)
     if not 0.0 <= noise_rate < 1.0:
         raise ValueError(f"noise_rate must be in [0, 1), got {noise_rate!r}")
-    if out.is_dir() and any(out.iterdir()) and not (out / "train.json").is_file():
-        raise ValueError(f"{out}: folder is not empty and holds no world; refusing to overwrite it")
     tiles, pictures, labels = _load(_reader(locate_source(source)))
     records: list[ErrorRecord] = inject_errors(
         labels, noise_rate, np.random.default_rng([seed, 1]), n_classes=len(TREE_CLASSES),
         error_types=TREE_ERRORS, shape=_crown_shape)
-    next_id = 1 + max((b.ann_id for img in labels for b in img.clean), default=0)
-    for img in labels:
-        for box in img.noisy:
-            if len(box.clean_ids) == 1:
-                box.ann_id = box.clean_ids[0]
-            else:
-                box.ann_id, next_id = next_id, next_id + 1
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        for split in C.SPLITS:
-            (tmp / "images" / split).mkdir(parents=True)
-        for img, pic in tqdm(list(zip(labels, pictures, strict=True)), desc="tree world tiles",
-                             disable=not progress):
-            pic.save(tmp / "images" / img.split / f"{img.image_id:06d}.png", "PNG")
-        for split in C.SPLITS:
-            for clean, name in ((False, f"{split}.json"), (True, f"{split}_clean.json")):
-                text = json.dumps(_coco(tiles, labels, split, clean), indent=1)
-                (tmp / name).write_text(text + "\n", encoding="utf-8")
-        (tmp / "noise.csv").write_text(noise_csv(records, TREE_CLASSES), encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    per = {s: [i for i in labels if i.split == s] for s in C.SPLITS}
-    return TreeWorldSummary(
-        out, {s: len(v) for s, v in per.items()},
-        {s: sum(len(i.clean) for i in v) for s, v in per.items()},
-        {t: {s: sum(r.error_type == t and r.split == s for r in records) for s in C.SPLITS}
-         for t in TREE_ERRORS})
-
-
-def tree_world_version(world: str | Path) -> str | None:
-    """The version string a tree world folder was written with, None if it holds none."""
-    try:
-        info = json.loads((Path(world) / "train.json").read_text(encoding="utf-8")).get("info")
-        return str(info.get("version")) if (Path(world) / "noise.csv").is_file() else None
-    except (OSError, ValueError, AttributeError):
-        return None
+    assign_noisy_ids(labels)
+    write_world(out, labels, pictures,
+                [{"scene": t.source, "source_window": list(t.window)} for t in tiles], records,
+                class_names=TREE_CLASSES, version=f"trees-{TREES_VERSION}",
+                description="NEON tree crowns (deepforest's annotated images)",
+                progress=progress)
+    return TreeWorldSummary(out, *error_counts(labels, records, TREE_ERRORS))
 
 
 def current_tree_world(out: str | Path, *, seed: int = C.SEED, progress: bool = True,
                        **kwargs) -> Path:
     """``out`` when it holds a tree world of this version, else one written there now."""
     out = Path(out)
-    if tree_world_version(out) != f"trees-{TREES_VERSION}":
+    if world_info_version(out) != f"trees-{TREES_VERSION}":
         generate_tree_world(out, seed=seed, progress=progress, **kwargs)
     return out

@@ -1,0 +1,143 @@
+"""Calibration: decoys planted in the data, evidence turned into P(label wrong)."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+from audit import calibration as K
+from audit.mistakenness import score_boxes
+from tests.builders import boxes_frame, empty_boxes, gt, pred, random_scene, samples_frame
+
+
+def _world(seed: int = 0, n: int = 60, model_recall: float = 0.95):
+    """``n`` images of a few labels each; the model finds ``model_recall`` of them."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for s in range(n):
+        for _ in range(4):
+            w, h = rng.uniform(30, 80, 2)
+            x, y = rng.uniform(0, 500), rng.uniform(0, 380)
+            label = str(rng.choice(["car", "dog"]))
+            rows.append(gt(f"s{s}", (x, y, x + w, y + h), label))
+            if rng.random() < model_recall:
+                rows.append(pred(f"s{s}", (x + 1, y + 1, x + w + 1, y + h), label,
+                                 float(rng.uniform(0.6, 0.95))))
+        rows.append(pred(f"s{s}", (0, 0, 20, 20), "car", float(rng.uniform(0.01, 0.1))))
+    boxes = boxes_frame(rows)
+    return boxes, samples_frame([f"s{s}" for s in range(n)])
+
+
+def test_no_labels_no_decoys():
+    world = K.plant_decoys(empty_boxes(), None, samples_frame([]))
+    assert world.boxes.empty and world.truth.empty
+
+
+def test_decoys_are_planted_on_copies_one_per_image():
+    boxes, samples = _world()
+    world = K.plant_decoys(boxes, None, samples, per_type=40, seed=1)
+    assert set(world.truth) == {"spurious", "bad_box", "wrong_class", "missing"}
+    assert world.truth.index.isin(world.boxes["box_id"]).all()
+    assert world.boxes["sample_id"].str.endswith("~decoy").all()
+    assert world.samples.index.is_unique and set(world.boxes["sample_id"]) <= set(
+        world.samples.index)
+    assert len(boxes) == len(_world()[0])  # the input is not touched
+    spawned = world.boxes[world.boxes["box_id"].isin(world.truth.index[world.truth == "spurious"])]
+    assert ((spawned[["x1", "y1"]] >= 0).all(axis=None)
+            and (spawned["x2"] <= 640).all() and (spawned["y2"] <= 480).all())
+
+
+def test_one_class_plants_no_flip():
+    boxes, samples = _world()
+    boxes["label"] = "car"
+    world = K.plant_decoys(boxes, None, samples, per_type=40)
+    assert "wrong_class" not in set(world.truth)
+
+
+def test_crowd_labels_are_never_decoys():
+    boxes, samples = _world(n=10)
+    boxes.loc[boxes["source"] == "gt", "iscrowd"] = True
+    world = K.plant_decoys(boxes, None, samples, per_type=40)
+    assert world.truth.empty
+
+
+@functools.cache
+def _calibrated(model_recall: float, seed: int = 0):
+    boxes, samples = _world(seed, model_recall=model_recall)
+    raw, _ = score_boxes(boxes, None, samples)
+    world = K.plant_decoys(boxes, None, samples, per_type=120, seed=seed)
+    dec, _ = score_boxes(world.boxes, world.features, world.samples)
+    return raw, K.calibrate_scores(raw, dec, world.truth, prior=0.02)
+
+
+def test_a_strong_model_makes_an_unsupported_label_likely_wrong():
+    raw, (cal, summary) = _calibrated(model_recall=0.97)
+    unsupported = raw["spurious_score"] > 0.8
+    assert unsupported.any()
+    assert (cal.loc[unsupported, "spurious_score"] > 0.5).mean() > 0.5
+    row = summary.table.query("issue == 'spurious'")
+    assert (row["auroc"] > 0.8).all(), row
+
+
+def test_a_weak_model_makes_the_same_evidence_weak():
+    _, (strong, strong_summary) = _calibrated(model_recall=0.97)
+    raw, (weak, summary) = _calibrated(model_recall=0.5)
+    # the planted spurious labels are harder to tell from the model's misses: the summary says so
+    auroc = {s: t.query("issue == 'spurious'")["auroc"].mean()
+             for s, t in (("strong", strong_summary.table), ("weak", summary.table))}
+    assert auroc["weak"] < auroc["strong"], auroc
+    unsupported = raw["spurious_score"] > 0.8
+    assert unsupported.sum() > 20  # half the labels have no prediction
+    # the model's own misses are no longer called spurious
+    assert (weak.loc[unsupported, "spurious_score"] < 0.5).mean() > 0.9
+    assert weak["spurious_score"].max() < strong["spurious_score"].max()
+
+
+@pytest.mark.parametrize("recall", [0.97, 0.5])
+def test_order_within_an_issue_and_class_is_kept(recall):
+    raw, (cal, _) = _calibrated(model_recall=recall)
+    for issue in ("spurious", "bad_box", "wrong_class", "missing"):
+        for _, part in cal.groupby("label"):
+            r = raw.loc[part.index, f"{issue}_score"].to_numpy(float)
+            c = part[f"{issue}_score"].to_numpy(float)
+            ok = np.isfinite(r)
+            if ok.sum() > 2 and np.ptp(r[ok]) > 0:
+                # strictly monotone: a higher evidence never gets a lower probability
+                order = np.argsort(r[ok], kind="stable")
+                assert (np.diff(c[ok][order]) >= -1e-12).all(), issue
+                assert spearmanr(r[ok], c[ok]).statistic > 0.99
+
+
+def test_probabilities_stay_in_range_and_evidence_is_kept():
+    raw, (cal, _) = _calibrated(model_recall=0.8)
+    for issue in K.CALIBRATED_ISSUES:
+        col = cal[f"{issue}_score"].dropna()
+        assert ((col >= 0) & (col <= 1)).all()
+        pd.testing.assert_series_equal(cal[f"{issue}_evidence"], raw[f"{issue}_score"],
+                                       check_names=False)
+
+
+def test_ties_at_full_evidence_are_broken_by_look_alike_distance():
+    raw = pd.DataFrame({"label": "car", "source": "gt", "spurious_score": [1.0, 1.0, 1.0],
+                        "knn_distance": [0.2, 0.9, 0.5]}, index=["a", "b", "c"])
+    dec = pd.DataFrame({"label": "car", "source": "gt",
+                        "spurious_score": np.r_[np.full(40, 0.95), np.full(40, 0.1)]},
+                       index=[f"d{i}" for i in range(80)])
+    truth = pd.Series("spurious", index=[f"d{i}" for i in range(40)])
+    cal, _ = K.calibrate_scores(raw, dec, truth, min_fit=10)
+    assert list(cal["spurious_score"].sort_values(ascending=False).index) == ["b", "c", "a"]
+
+
+def test_the_scene_builder_runs_end_to_end():
+    boxes = random_scene(3, n_samples=8)
+    samples = samples_frame([f"s{i}" for i in range(8)])
+    world = K.plant_decoys(boxes, None, samples, per_type=16)
+    dec, _ = score_boxes(world.boxes, None, world.samples)
+    raw, _ = score_boxes(boxes, None, samples)
+    cal, summary = K.calibrate_scores(raw, dec, world.truth)
+    assert set(summary.table["issue"]) <= set(K.CALIBRATED_ISSUES)
+    assert cal.index.equals(raw.index)
