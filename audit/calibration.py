@@ -125,7 +125,48 @@ def _background_preds(xy: NDArray, is_gt: NDArray, conf: NDArray,
     if cand.size and is_gt.any():
         near = B.iou_matrix(xy[cand], xy[is_gt]).max(axis=1) >= C.NEAR_IOU
         cand = cand[~near]
-    return cand[np.argsort(-np.nan_to_num(conf[cand]), kind="stable")]
+    return cand[np.argsort(np.nan_to_num(conf[cand]), kind="stable")]
+
+
+def background_probes(gt_xyxy: NDArray, width: float, height: float, *,
+                      k: int = C.PROBES_PER_IMAGE, seed: int | str = C.SEED) -> NDArray:
+    """Up to ``k`` label-sized boxes on background (absolute px ``xyxy``), drawn at ingest so
+    the model's features there can be stored: a spurious label is a box where no object is, and
+    the calibration plants its decoys on these. Each is sized like one of the image's labels
+    (x0.8-1.25; a tenth of the shorter side without labels) and covers at most 5 % of itself
+    with any label. Deterministic per ``seed`` (e.g. the image's path).
+
+    Example:
+        >>> background_probes(np.array([[0, 0, 50, 50.0]]), 400, 300, k=2, seed="a").shape
+        (2, 4)
+    """
+    gt_xyxy = np.asarray(gt_xyxy, float).reshape(-1, 4)
+    if isinstance(seed, str):
+        seed = int.from_bytes(seed.encode()[-16:].ljust(16, b"\0"), "little") % (2**63)
+    rng = np.random.default_rng([int(seed), 11])
+    side = 0.1 * min(width, height)
+    sizes = gt_xyxy if len(gt_xyxy) else np.array([[0.0, 0.0, side, side]])
+    out = []
+    for _ in range(k):
+        box = _spawn(rng, sizes[int(rng.integers(0, len(sizes)))], gt_xyxy, float(width),
+                     float(height))
+        if box is not None:
+            out.append(box)
+    return np.array(out, dtype=np.float64).reshape(-1, 4)
+
+
+def _probe_sites(probes: tuple[pd.DataFrame, NDArray | None] | None,
+                 ) -> dict[str, list[tuple[NDArray, NDArray | None]]]:
+    """Sample id -> its probes' (xyxy box, feature or None)."""
+    if probes is None or probes[0] is None or not len(probes[0]):
+        return {}
+    frame, feats = probes
+    out: dict[str, list] = {}
+    xy = xyxy(frame)
+    for i, sid in enumerate(frame["sample_id"].astype(str)):
+        f = None if feats is None or not np.isfinite(feats[i]).all() else feats[i]
+        out.setdefault(sid, []).append((xy[i], f))
+    return out
 
 
 def _image_size(rows: pd.DataFrame, sample: pd.Series) -> tuple[float, float]:
@@ -140,6 +181,7 @@ def _image_size(rows: pd.DataFrame, sample: pd.Series) -> tuple[float, float]:
 def plant_decoys(boxes: pd.DataFrame, box_features: NDArray | None, samples: pd.DataFrame, *,
                  per_type: int = C.DECOYS_PER_TYPE, max_per_image: int = C.DECOYS_MAX_PER_IMAGE,
                  shift_iou: tuple[float, float] = C.DECOY_SHIFT_IOU,
+                 probes: tuple[pd.DataFrame, NDArray | None] | None = None,
                  seed: int = C.SEED) -> DecoyWorld:
     """Copies of up to ``per_type`` labelled images, each with up to ``max_per_image`` planted
     errors of each kind (spawn, shift, flip, drop), never two on one label and never on more
@@ -148,9 +190,10 @@ def plant_decoys(boxes: pd.DataFrame, box_features: NDArray | None, samples: pd.
 
     Copies get ids ``<sample_id>~decoy`` (boxes ``<box_id>~decoy``), one copy per image, so the
     kNN evidence (which skips boxes of the query's own image) never meets a twin. A spawned box
-    takes the box and feature of a faint prediction on background where there is one (that
-    prediction leaves the copy), else a random empty place and no feature; a shifted or flipped
-    label keeps its object's feature.
+    lies on one of the image's background ``probes`` (drawn at ingest by
+    :func:`background_probes`, with the model's feature there); for a dataset without probes, on
+    a faint prediction's box on background (that prediction leaves the copy), else anywhere
+    empty without a feature. A shifted or flipped label keeps its object's feature.
 
     Returns:
         A :class:`DecoyWorld`; empty frames when no image holds a label.
@@ -175,6 +218,7 @@ def plant_decoys(boxes: pd.DataFrame, box_features: NDArray | None, samples: pd.
     sample_rows.index = sample_rows.index.astype(str)
     out_rows, out_feats, truth = [], [], {}
     conf_all = boxes["confidence"].to_numpy(float)
+    probe_sites = _probe_sites(probes)
     for sid in chosen:
         idx = by_sample[sid]
         rows = boxes.iloc[idx].copy()
@@ -212,9 +256,13 @@ def plant_decoys(boxes: pd.DataFrame, box_features: NDArray | None, samples: pd.
                     best = ok[np.argmax(np.nan_to_num(rows["confidence"].to_numpy(float)[ok]))]
                     truth[rows["box_id"].iloc[best]] = "missing"
         spawned, spawn_feats = [], []
-        background = _background_preds(xy, is_gt, rows["confidence"].to_numpy(float), f)
+        sites = probe_sites.get(sid, [])
+        background = (_background_preds(xy, is_gt, rows["confidence"].to_numpy(float), f)
+                      if probes is None else np.zeros(0, np.int64))
         for j in range(k):
-            if j < len(background):  # on a faint prediction's box, with its feature
+            if j < len(sites):  # on a probe, with the model's feature there
+                new, feat = sites[j]
+            elif j < len(background):  # on a faint prediction's box, with its feature
                 b = background[j]
                 new, feat = xy[b], f[b]
                 keep_rows[b] = False  # nothing of the model's is left on it
@@ -414,6 +462,7 @@ def calibrated_box_scores(boxes: pd.DataFrame, box_features: NDArray | None,
                           min_fit: int = C.CALIBRATION_MIN_FIT,
                           thresholds: dict[str, float] | None = None,
                           missing_flag_conf: float = C.MISSING_FLAG_CONF,
+                          probes: tuple[pd.DataFrame, NDArray | None] | None = None,
                           seed: int = C.SEED) -> tuple[pd.DataFrame, CalibrationSummary]:
     """Plant decoys, score them with :func:`audit.mistakenness.score_boxes` and the same
     ``scorer_kwargs``, calibrate ``raw`` (that scorer's frame on the real data) and flag each
@@ -429,7 +478,8 @@ def calibrated_box_scores(boxes: pd.DataFrame, box_features: NDArray | None,
     from audit.mistakenness import is_flagged, score_boxes
 
     world = plant_decoys(boxes, box_features, samples, per_type=per_type,
-                         max_per_image=max_per_image, shift_iou=shift_iou, seed=seed)
+                         max_per_image=max_per_image, shift_iou=shift_iou, probes=probes,
+                         seed=seed)
     if world.truth.empty:
         return raw.copy(), CalibrationSummary(pd.DataFrame())
     kwargs = dict(scorer_kwargs or {})

@@ -124,7 +124,7 @@ def _check(samples: pd.DataFrame, embeddings: NDArray, boxes: pd.DataFrame,
     return emb
 
 
-def _box_scores(boxes, box_features, samples, timings, config: ScoringConfig):
+def _box_scores(boxes, box_features, samples, timings, config: ScoringConfig, probes=None):
     """Mistakenness and inconsistency per box, and the per-sample partial-labelling frame."""
     t = time.perf_counter()
     kwargs = config.scorer_kwargs("mistakenness")
@@ -135,7 +135,8 @@ def _box_scores(boxes, box_features, samples, timings, config: ScoringConfig):
     scores, calibration = calibrated_box_scores(
         boxes, box_features, samples, raw, scorer_kwargs=kwargs,
         thresholds={i: thr[i] for i in CALIBRATED_ISSUES},
-        missing_flag_conf=config.missing_flag_conf, **config.scorer_kwargs("calibration"))
+        missing_flag_conf=config.missing_flag_conf, probes=probes,
+        **config.scorer_kwargs("calibration"))
     timings["calibration_s"] = time.perf_counter() - t
     t = time.perf_counter()
     inc = score_inconsistency(boxes, **config.scorer_kwargs("inconsistency"))
@@ -157,6 +158,7 @@ def run_all(
     projections: Sequence[str] | FromConfig = FROM_CONFIG,
     n_clusters: int | FromConfig | None = FROM_CONFIG,
     seed: int | FromConfig = FROM_CONFIG,
+    probes: tuple[pd.DataFrame, NDArray | None] | None = None,
     progress: bool = False,
 ) -> AuditResult:
     """Run every audit.
@@ -174,6 +176,9 @@ def run_all(
             k-means, None to choose it by silhouette; seed: random seed. Each, when given,
             replaces the config's value (``C.PROJECTION_METHODS``, ``C.N_CLUSTERS``, ``C.SEED``
             by default).
+        probes: background boxes drawn at ingest and their features (``source`` "probe"
+            frame, ``(K, F)``; :func:`audit.data.store.probes_frame`), the sites of the
+            calibration's decoy spurious labels; None: decoys go on faint predictions.
         progress: show a tqdm bar over the stages.
 
     Returns:
@@ -196,7 +201,8 @@ def run_all(
     timings: dict[str, float] = {}
     stages = tqdm(total=3 + len(cfg.projections), desc="audit", disable=not progress,
                   unit="stage")
-    scores, partial, inc, calibration = _box_scores(boxes, box_features, samples, timings, cfg)
+    scores, partial, inc, calibration = _box_scores(boxes, box_features, samples, timings, cfg,
+                                                    probes)
     stages.update(1)
     per_sample = score_samples(scores, samples.join(
         partial[["partial_labels_score", "is_partial_labels_issue"]]))

@@ -141,3 +141,30 @@ def test_the_scene_builder_runs_end_to_end():
     cal, summary = K.calibrate_scores(raw, dec, world.truth)
     assert set(summary.table["issue"]) <= set(K.CALIBRATED_ISSUES)
     assert cal.index.equals(raw.index)
+
+
+def test_background_probes_sit_on_background_inside_the_image():
+    labels = np.array([[10, 10, 60, 60], [200, 100, 260, 180.0]])
+    probes = K.background_probes(labels, 640, 480, k=5, seed="image-a.jpg")
+    assert probes.shape == (5, 4)
+    assert (probes[:, :2] >= 0).all()
+    assert (probes[:, 2] <= 640).all() and (probes[:, 3] <= 480).all()
+    assert (K._inter(probes[0], labels) <= 0.05 * np.prod(probes[0, 2:] - probes[0, :2])).all()
+    np.testing.assert_array_equal(probes, K.background_probes(labels, 640, 480, k=5,
+                                                              seed="image-a.jpg"))
+    assert not np.array_equal(probes, K.background_probes(labels, 640, 480, k=5, seed="b.jpg"))
+    assert K.background_probes(np.zeros((0, 4)), 100, 80, k=1, seed=3).shape == (1, 4)
+
+
+def test_spawn_decoys_go_on_the_probes_with_their_features():
+    boxes, samples = _world(n=20)
+    feats = np.random.default_rng(0).normal(size=(len(boxes), 8)).astype(np.float32)
+    probe_rows = boxes_frame([gt(f"s{s}", (600, 440, 630, 470), "background",
+                                 box_id=f"p{s}") for s in range(20)])
+    probe_feats = np.full((20, 8), 7.0, np.float32)
+    world = K.plant_decoys(boxes, feats, samples, per_type=20, probes=(probe_rows, probe_feats))
+    spawned = world.truth.index[world.truth == "spurious"]
+    rows = world.boxes.set_index("box_id").loc[spawned]
+    assert len(rows) == 20 and (rows["x1"] == 600).all()
+    at = world.boxes["box_id"].isin(spawned).to_numpy()
+    assert (world.features[at] == 7.0).all()

@@ -190,4 +190,4 @@ def test_config_show_prints_the_defaults_as_toml(capsys):
     assert main(["config", "--show"]) == 0
     out = capsys.readouterr().out
     assert ScoringConfig.from_dict(tomllib.loads(out)) == DEFAULT
-    assert "wrong_class_flag = 0.3" in out
+    assert f"wrong_class_flag = {C.WRONG_CLASS_SCORE!r}" in out

@@ -1,7 +1,8 @@
 """Every knob of audit.config.ScoringConfig reaches the scorer it names, through run_all.
 
 Each row changes one knob on a small builder scene chosen so that the knob matters there, and
-checks that the score (or flag) it feeds moves. A knob missing from the table fails
+checks that the evidence, score or flag it feeds moves; each flag threshold turns a flag over
+and leaves every score as it was. A knob missing from the tables fails
 ``test_every_knob_has_a_row``.
 """
 
@@ -16,6 +17,7 @@ import pandas as pd
 import pytest
 
 from audit import clusters as CL
+from audit import pipeline
 from audit.config import FIELD_NAMES, FLAG_ONLY_FIELDS, ScoringConfig
 from audit.inconsistency import score_inconsistency
 from audit.mistakenness import score_boxes
@@ -107,33 +109,41 @@ def _run(scene: str, overrides: tuple[str, ...] = ()) -> AuditResult:
         return run_all(samples, emb, boxes, feats, config=BASE.with_overrides(list(overrides)))
 
 
-def _value(result: AuditResult, table: str, row: str, column: str):
-    """One cell of the result's boxes / samples / classes frame."""
+def _value(result: AuditResult, table: str, row: str | None, column: str):
+    """One cell of the result's boxes / samples / classes frame (``row`` None: the column).
+
+    ``<issue>_evidence`` is a box issue's raw evidence (:mod:`audit.mistakenness`), which the
+    calibration keeps beside its probability; where nothing was calibrated, the score is it.
+    """
     frame = {"boxes": result.boxes.set_index("box_id"), "samples": result.samples,
              "classes": result.classes}[table]
-    return frame.loc[row, column]
+    if column.endswith("_evidence") and column not in frame:
+        column = column.removesuffix("_evidence") + "_score"
+    return frame[column].tolist() if row is None else frame.loc[row, column]
 
 
-# knob, new value, scene, where it shows (table, row, column), base overrides
+# knob, new value, scene, where it shows (table, row or None for the whole column, column),
+# base overrides. The box issues' knobs are read on the raw evidence, before calibration (a
+# monotone map per class, whose own knobs have their rows below).
 KNOBS = [
     # audit.mistakenness.score_boxes
-    ("match_iou", 0.7, "model", ("boxes", "flip", "wrong_class_score"), ()),
-    ("localization_iou", 0.9, "model", ("boxes", "loose", "bad_box_score"), ()),
-    ("size_bins", 1, "size", ("boxes", "tiny", "bad_box_score"), ()),
-    ("size_iou_quantile", 0.9, "size", ("boxes", "tiny", "bad_box_score"), ()),
-    ("near_iou", 0.2, "model", ("boxes", "near", "bad_box_score"), ()),
-    ("k", 20, "features", ("boxes", "memorised", "wrong_class_score"), ()),
-    ("reference_max", 4, "features", ("boxes", "lookalike", "missing_score"), ()),
-    ("reference_per_class", 2, "features", ("boxes", "lookalike", "missing_score"), ()),
-    ("reference_conf", 0.95, "features", ("boxes", "memorised", "wrong_class_score"), ()),
-    ("atypical_weight", 1.0, "features", ("boxes", "background", "bad_box_score"), ()),
-    ("gt_knn_weight", 0.0, "features", ("boxes", "background", "bad_box_score"), ()),
-    ("class_knn_weight", 1.0, "features", ("boxes", "memorised", "wrong_class_score"), ()),
-    ("loss_boost", 0.0, "model", ("boxes", "boosted", "wrong_class_score"), ()),
-    ("look_weight", 0.0, "features", ("boxes", "lookalike", "missing_score"), ()),
-    ("look_conf", 0.5, "features", ("boxes", "lookalike", "missing_score"), ()),
+    ("match_iou", 0.7, "model", ("boxes", "flip", "wrong_class_evidence"), ()),
+    ("localization_iou", 0.9, "model", ("boxes", "loose", "bad_box_evidence"), ()),
+    ("size_bins", 1, "size", ("boxes", "tiny", "bad_box_evidence"), ()),
+    ("size_iou_quantile", 0.9, "size", ("boxes", "tiny", "bad_box_evidence"), ()),
+    ("near_iou", 0.2, "model", ("boxes", "near", "bad_box_evidence"), ()),
+    ("k", 20, "features", ("boxes", "memorised", "wrong_class_evidence"), ()),
+    ("reference_max", 4, "features", ("boxes", "lookalike", "missing_evidence"), ()),
+    ("reference_per_class", 2, "features", ("boxes", "lookalike", "missing_evidence"), ()),
+    ("reference_conf", 0.95, "features", ("boxes", "memorised", "wrong_class_evidence"), ()),
+    ("atypical_weight", 1.0, "features", ("boxes", "background", "bad_box_evidence"), ()),
+    ("gt_knn_weight", 0.0, "features", ("boxes", "background", "bad_box_evidence"), ()),
+    ("class_knn_weight", 1.0, "features", ("boxes", "memorised", "wrong_class_evidence"), ()),
+    ("loss_boost", 0.0, "model", ("boxes", "boosted", "wrong_class_evidence"), ()),
+    ("look_weight", 0.0, "features", ("boxes", "lookalike", "missing_evidence"), ()),
+    ("look_conf", 0.5, "features", ("boxes", "lookalike", "missing_evidence"), ()),
     # the seed draws the kNN reference subsample: it matters once there is one to draw
-    ("seed", 1, "features", ("boxes", "lookalike", "missing_score"),
+    ("seed", 1, "features", ("boxes", "lookalike", "missing_evidence"),
      ("reference_per_class=3",)),
     # audit.inconsistency.score_inconsistency
     ("match_iou", 0.7, "model", ("samples", "s8", "partial_labels_score"), ()),
@@ -145,19 +155,32 @@ KNOBS = [
     ("group_member_max_area", 0.4, "model", ("boxes", "group", "group_box_score"), ()),
     ("partial_conf", 0.7, "model", ("samples", "s5", "partial_labels_score"), ()),
     ("mixed_convention_min", 0.6, "model", ("classes", "book", "is_mixed_convention"), ()),
-    # flag-only thresholds: the flag moves, and with it the image's flagged list
-    ("wrong_class_flag", 1.0, "model", ("boxes", "flip", "is_wrong_class_issue"), ()),
-    ("bad_box_flag", 0.95, "model", ("boxes", "near", "is_bad_box_issue"), ()),
-    ("spurious_flag", 0.8, "model", ("boxes", "lonely", "is_spurious_issue"), ()),
-    ("missing_flag", 0.65, "model", ("boxes", "unlabelled", "is_missing_issue"), ()),
-    ("missing_flag_conf", 0.7, "model", ("boxes", "unlabelled", "is_missing_issue"), ()),
-    ("partial_labels_flag", 0.7, "model", ("samples", "s5", "flagged"), ()),
+    # audit.calibration: the probabilities of the box issues
+    ("prior_error_rate", 0.2, "model", ("boxes", "lonely", "spurious_score"), ()),
+    ("decoys_per_type", 10, "features", ("boxes", None, "spurious_score"), ()),
+    ("decoys_max_per_image", 1, "features", ("boxes", None, "spurious_score"), ()),
 ]
-RUN_KNOBS = ("n_clusters", "projections")  # checked by test_run_knobs_reach_clustering
+# flag-only thresholds: knob, scene, (table, row, score column); the new value is read off the
+# score (just above it when flagged, at it when not), so the flag must turn over
+FLAGS = [
+    ("wrong_class_flag", "model", ("boxes", "flip", "wrong_class_score")),
+    ("bad_box_flag", "model", ("boxes", "near", "bad_box_score")),
+    ("spurious_flag", "model", ("boxes", "lonely", "spurious_score")),
+    ("missing_flag", "model", ("boxes", "unlabelled", "missing_score")),
+    ("partial_labels_flag", "model", ("samples", "s5", "partial_labels_score")),
+    # the prediction "unlabelled" has confidence 0.6: flagged (threshold at its score), then not
+    ("missing_flag_conf", "model", ("boxes", "unlabelled", "missing_score")),
+]
+# the class offset of the calibration is kept only where it stands three standard errors from 0,
+# which no builder scene's few dozen boxes reach: no score can move, so the test checks that the
+# knob reaches the calibration (test_calibration_shrink_reaches_the_calibration)
+ELSEWHERE = ("n_clusters", "projections", "calibration_shrink")
 
 
 def test_every_knob_has_a_row():
-    assert {k for k, *_ in KNOBS} | set(RUN_KNOBS) == set(FIELD_NAMES)
+    covered = {k for k, *_ in KNOBS} | {k for k, *_ in FLAGS} | set(ELSEWHERE)
+    assert covered == set(FIELD_NAMES)
+    assert {k for k, *_ in FLAGS} == set(FLAG_ONLY_FIELDS)
 
 
 @pytest.mark.parametrize(("knob", "value", "scene", "where", "base"), KNOBS,
@@ -167,23 +190,61 @@ def test_knob_moves_what_it_feeds(knob, value, scene, where, base):
     after_result = _run(scene, (*base, f"{knob}={value}"))
     after = _value(after_result, *where)
     assert after_result.config == BASE.with_overrides([*base, f"{knob}={value}"])
-    assert before != after, (knob, before, after)
-    if knob in FLAG_ONLY_FIELDS or knob == "group_box_flag":
-        table, row, _ = where
-        sample = row if table == "samples" else after_result.boxes.set_index("box_id").loc[
-            row, "sample_id"]
-        assert _value(_run(scene, base), "samples", sample, "flagged") != _value(
-            after_result, "samples", sample, "flagged")
+    assert not np.array_equal(before, after, equal_nan=True), (knob, before, after)
 
 
-def test_flag_only_knobs_change_no_score():
-    for knob, value, scene, _, base in KNOBS:
-        if knob not in FLAG_ONLY_FIELDS:
-            continue
-        a, b = _run(scene, base), _run(scene, (*base, f"{knob}={value}"))
-        for frame_a, frame_b in ((a.boxes, b.boxes), (a.samples, b.samples)):
-            cols = [c for c in frame_a.columns if str(c).endswith("_score")]
-            pd.testing.assert_frame_equal(frame_a[cols], frame_b[cols])
+def _flag_case(knob: str, scene: str, where: tuple[str, str, str]):
+    """The base overrides, the runs before and after, and the item's flag in each."""
+    table, row, column = where
+    issue = column.removesuffix("_score")
+    base: tuple[str, ...] = ()
+    if knob == "missing_flag_conf":  # flag the prediction on its score, then raise the floor
+        base = (f"missing_flag={float(_value(_run(scene), table, row, column))!r}",)
+    before = _run(scene, base)
+    score = float(_value(before, table, row, column))
+    assert 0.0 < score < 1.0, f"{row}: {column} {score}: no threshold can turn its flag over"
+
+    def flagged(result: AuditResult) -> bool:
+        if table == "samples":
+            return issue in _value(result, table, row, "flagged")
+        return bool(_value(result, table, row, f"is_{issue}_issue"))
+
+    if knob == "missing_flag_conf":
+        value = 0.7
+    else:
+        value = (score + 1.0) / 2 if flagged(before) else score
+    after = _run(scene, (*base, f"{knob}={value!r}"))
+    return before, after, flagged(before), flagged(after)
+
+
+@pytest.mark.parametrize(("knob", "scene", "where"), FLAGS, ids=[k for k, *_ in FLAGS])
+def test_flag_threshold_turns_the_flag_over_and_no_score(knob, scene, where):
+    before, after, was, now = _flag_case(knob, scene, where)
+    assert was != now
+    table, row, _ = where
+    sample = row if table == "samples" else before.boxes.set_index("box_id").loc[row, "sample_id"]
+    assert _value(before, "samples", sample, "flagged") != _value(after, "samples", sample,
+                                                                  "flagged")
+    for frame_a, frame_b in ((before.boxes, after.boxes), (before.samples, after.samples)):
+        cols = [c for c in frame_a.columns if str(c).endswith(("_score", "_evidence"))]
+        pd.testing.assert_frame_equal(frame_a[cols], frame_b[cols])
+
+
+def test_calibration_shrink_reaches_the_calibration(monkeypatch):
+    seen: list[dict] = []
+    calibrate = pipeline.calibrated_box_scores
+
+    def spy(*args, **kw):
+        seen.append(kw)
+        return calibrate(*args, **kw)
+
+    monkeypatch.setattr(pipeline, "calibrated_box_scores", spy)
+    samples, boxes, _ = _model_scene()
+    emb = np.random.default_rng(1).normal(size=(len(samples), 8)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_all(samples, emb, boxes, config=BASE.with_overrides(["calibration_shrink=7"]))
+    assert seen[-1]["min_fit"] == 7
 
 
 def test_run_knobs_reach_clustering(monkeypatch):

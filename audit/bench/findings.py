@@ -211,7 +211,7 @@ def score_world(dataset, world: Path, *, progress: bool = True) -> FindingsRepor
     truth_boxes = box_truth(noise, gt, located[located["source"] == "pred"])
     truth_images = image_truth(noise, images)
 
-    ours = run_all(samples, embeddings, boxes, box_features)
+    ours = run_all(samples, embeddings, boxes, box_features, probes=store.probes_frame(dataset))
     box_scores, image_scores = _ours_scores(ours.boxes, ours.samples, boxes)
     ours_boxes = ours.boxes.set_index("box_id") if "box_id" in ours.boxes else ours.boxes
     flag_cols = {t: f"is_{col.removesuffix('_score')}_issue" for t, col in OURS_SCORES.items()}

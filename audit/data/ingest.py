@@ -27,6 +27,7 @@ from PIL import ImageOps
 from tqdm.auto import tqdm
 
 from audit import constants as C
+from audit.calibration import background_probes
 from audit.data import store
 from audit.data.inputs import (
     CocoSplit,
@@ -145,18 +146,20 @@ def batch_metadata(records: list[ImageRecord], class_names: Sequence[str]) -> li
 
 
 def _build_samples(batch: list[tuple[str, ImageRecord]], results: list[Any],
-                   class_names: list[str]) -> list[dict[str, Any]]:
-    """Sample documents from records and their forward results."""
+                   class_names: list[str], probe_boxes: list[NDArray]) -> list[dict[str, Any]]:
+    """Sample documents from records, their forward results and background probes."""
     metas = batch_metadata([rec for _, rec in batch], class_names)
     samples = []
-    for (split, rec), res, (meta, counts) in zip(batch, results, metas, strict=True):
+    for (split, rec), res, (meta, counts), probes in zip(batch, results, metas, probe_boxes,
+                                                         strict=True):
         samples.append(sample_doc(
             str(rec.filepath), split, rec.width, rec.height, gt_boxes=rec.boxes,
             gt_labels=list(rec.labels), gt_iscrowd=rec.iscrowd, gt_coco_ids=rec.coco_ids,
             gt_features=res.gt_features, pred_boxes=res.pred_boxes,
             pred_labels=[class_names[int(c)] for c in res.pred_cls], pred_conf=res.pred_conf,
             pred_features=res.pred_features, loss=res.loss, embedding=res.embedding,
-            metadata=meta, class_counts=counts))
+            metadata=meta, class_counts=counts, probe_boxes=probes,
+            probe_features=res.probe_features))
     return samples
 
 
@@ -258,8 +261,11 @@ def _add_batches(ds: fo.Dataset, splits: list[CocoSplit], detector: Any,
             chunk = todo[start:start + batch]
             arrays = [decode_image(rec) for _, rec in chunk]
             gts = [_ground_truth(rec, class_map) for _, rec in chunk]
-            results = detector.forward(arrays, gts, imgsz=imgsz, layers=detector.layers)
-            add_sample_docs(ds, _build_samples(chunk, results, detector.class_names))
+            probes = [background_probes(rec.boxes, rec.width, rec.height, seed=str(rec.filepath))
+                      for _, rec in chunk]
+            results = detector.forward(arrays, gts, imgsz=imgsz, layers=detector.layers,
+                                       probes=probes)
+            add_sample_docs(ds, _build_samples(chunk, results, detector.class_names, probes))
             bar.update(len(chunk))
             n_done += len(chunk)
             if progress_callback is not None:

@@ -61,6 +61,7 @@ class ForwardResult:
         pred_cls: ``(N,)`` int64 class ids.
         pred_features: ``(N, F)`` float32; NaN rows where ``pred_conf < feature_conf``.
         gt_features: ``(M, F)`` float32, rows aligned with the given ground truth.
+        probe_features: ``(K, F)`` float32, rows aligned with the given probe boxes.
         embedding: ``(D,)`` float32 unit-norm image embedding.
         loss: ``(3,)`` float32 (box, cls, dfl) loss of this image alone; NaN when no gt was given.
         image_size: ``(height, width)`` of the original image in px.
@@ -74,6 +75,7 @@ class ForwardResult:
     embedding: NDArray[np.float32]
     loss: NDArray[np.float32]
     image_size: tuple[int, int]
+    probe_features: NDArray[np.float32] | None = None
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,8 @@ class Detector:
                 gt: list[GroundTruth | None] | None = None, *, imgsz: int = C.IMGSZ,
                 conf: float = C.PRED_CONF, iou: float = C.PRED_IOU,
                 max_det: int = C.MAX_DET, feature_conf: float = C.FEATURE_CONF,
-                layers: Sequence[int] | None = None) -> list[ForwardResult]:
+                layers: Sequence[int] | None = None,
+                probes: list[NDArray | None] | None = None) -> list[ForwardResult]:
         """Run one forward pass over a batch and return one :class:`ForwardResult` per image.
 
         Args:
@@ -224,6 +227,8 @@ class Detector:
             max_det: predictions kept per image.
             feature_conf: predictions below this confidence get NaN feature rows.
             layers: hooked layer indices (default ``self.layers``).
+            probes: optional ``(K, 4)`` absolute px ``xyxy`` boxes per image whose features
+                are wanted too (``probe_features``).
 
         Returns:
             Results aligned with ``images``; boxes absolute-px ``xyxy`` in the original image.
@@ -239,7 +244,8 @@ class Detector:
             dets = self._nms(y, conf, iou, max_det)
             blocks = [maps[i] for i in layers]
             emb = _block_normalise([b.mean((2, 3)) for b in blocks]).cpu().numpy()
-            feats = self._box_features(blocks, dets, gts, frames, feature_conf, imgsz)
+            extra = list(probes) if probes is not None else [None] * len(images)
+            feats = self._box_features(blocks, dets, gts, frames, feature_conf, imgsz, extra)
             losses = image_losses(self._criterion, raw, gts, frames, x)
         return [self._result(d, f, emb[i], feats[i], losses[i])
                 for i, (d, f) in enumerate(zip(dets, frames, strict=True))]
@@ -278,15 +284,18 @@ class Detector:
 
     def _box_features(self, blocks: list[torch.Tensor], dets: list[torch.Tensor],
                       gts: list[GroundTruth | None], frames: Sequence[LetterboxFrame],
-                      feature_conf: float, imgsz: int) -> list[tuple[NDArray, NDArray]]:
-        """Per image (pred ``(N, F)``, gt ``(M, F)``) features from one roi_align per layer."""
+                      feature_conf: float, imgsz: int,
+                      probes: list[NDArray | None]) -> list[tuple[NDArray, NDArray, NDArray]]:
+        """Per image (pred ``(N, F)``, gt ``(M, F)``, probe ``(K, F)``) features from one
+        roi_align per layer."""
         rois, spans = [], []
-        for i, (d, g, fr) in enumerate(zip(dets, gts, frames, strict=True)):
+        for i, (d, g, fr, pb) in enumerate(zip(dets, gts, frames, probes, strict=True)):
             keep = (d[:, 4] >= feature_conf).nonzero().flatten()
             gt_lb = torch.from_numpy(fr.to_letterbox(np.zeros((0, 4)) if g is None else g.boxes))
-            boxes = torch.cat([d[keep, :4].float(), gt_lb.to(d.device)])
+            pb_lb = torch.from_numpy(fr.to_letterbox(np.zeros((0, 4)) if pb is None else pb))
+            boxes = torch.cat([d[keep, :4].float(), gt_lb.to(d.device), pb_lb.to(d.device)])
             rois.append(torch.cat([boxes.new_full((len(boxes), 1), i), boxes], 1))
-            spans.append((keep.cpu().numpy(), len(d), len(gt_lb)))
+            spans.append((keep.cpu().numpy(), len(d), len(gt_lb), len(pb_lb)))
         all_rois = torch.cat(rois)
         per_layer = [roi_align(b.float(), all_rois, output_size=2,
                                spatial_scale=b.shape[-1] / imgsz, sampling_ratio=2,
@@ -294,17 +303,18 @@ class Detector:
         proj = box_projection(sum(b.shape[1] for b in blocks))
         feats = (_block_normalise(per_layer).cpu().numpy() @ proj).astype(np.float32)
         out, start = [], 0
-        for keep, n_pred, n_gt in spans:
+        for keep, n_pred, n_gt, n_probe in spans:
             pred = np.full((n_pred, proj.shape[1]), np.nan, np.float32)
             pred[keep] = feats[start : start + len(keep)]
             start += len(keep)
-            out.append((pred, feats[start : start + n_gt]))
-            start += n_gt
+            out.append((pred, feats[start : start + n_gt],
+                        feats[start + n_gt : start + n_gt + n_probe]))
+            start += n_gt + n_probe
         return out
 
     @staticmethod
     def _result(det: torch.Tensor, frame: LetterboxFrame, emb: NDArray,
-                feats: tuple[NDArray, NDArray], loss: NDArray) -> ForwardResult:
+                feats: tuple[NDArray, NDArray, NDArray], loss: NDArray) -> ForwardResult:
         """Scale letterbox predictions back to the original image and package one result."""
         from ultralytics.utils.ops import scale_boxes
 
@@ -314,7 +324,7 @@ class Detector:
             pred_boxes=boxes.cpu().numpy().astype(np.float32),
             pred_conf=det[:, 4].float().cpu().numpy(), pred_cls=det[:, 5].long().cpu().numpy(),
             pred_features=feats[0], gt_features=feats[1], embedding=emb.astype(np.float32),
-            loss=loss, image_size=(frame.height, frame.width))
+            loss=loss, image_size=(frame.height, frame.width), probe_features=feats[2])
 
     def predict_bare(self, images: list[NDArray[np.uint8]], *, imgsz: int = C.IMGSZ,
                      conf: float = C.PRED_CONF) -> None:

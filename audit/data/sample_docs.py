@@ -42,7 +42,8 @@ def sample_doc(filepath: str, split: str, width: int, height: int, *, gt_boxes: 
                gt_features: NDArray, pred_boxes: NDArray, pred_labels: list[str],
                pred_conf: NDArray, pred_features: NDArray, loss: NDArray,
                embedding: NDArray, metadata: dict[str, Any],
-               class_counts: dict[str, int]) -> dict[str, Any]:
+               class_counts: dict[str, int], probe_boxes: NDArray | None = None,
+               probe_features: NDArray | None = None) -> dict[str, Any]:
     """One sample in the auditor's schema, as its document (without dataset keys).
 
     Args:
@@ -58,6 +59,9 @@ def sample_doc(filepath: str, split: str, width: int, height: int, *, gt_boxes: 
         embedding: ``(D,)`` image embedding.
         metadata: scalar fields (``n_objects``, ``median_box_area``, ...).
         class_counts: ground-truth boxes per class name.
+        probe_boxes, probe_features: ``(K, 4)`` absolute px ``xyxy`` label-sized boxes on
+            background and the model's features there (``(K, F)``), stored as the
+            ``background_probes`` detections (label "background"); None: not stored.
 
     Returns:
         The document; top-level ``None`` values are left out (FiftyOne's "missing").
@@ -72,6 +76,12 @@ def sample_doc(filepath: str, split: str, width: int, height: int, *, gt_boxes: 
     conf = np.asarray(pred_conf, dtype=np.float64).tolist()
     pred = [_detection(lab, pred_rel[j], confidence=conf[j], feature=_feature(pred_features[j]))
             for j, lab in enumerate(pred_labels)]
+    probes = None
+    if probe_boxes is not None and len(probe_boxes):
+        rel = xyxy_abs_to_xywh_rel(np.asarray(probe_boxes, float), width, height).tolist()
+        pf = np.asarray(probe_features, dtype=np.float64)
+        probes = {"_cls": "Detections", "detections": [
+            _detection("background", rel[j], feature=_feature(pf[j])) for j in range(len(rel))]}
     losses = [float(v) for v in loss]
     doc = {
         "filepath": filepath, "tags": [split], "_media_type": "image",
@@ -80,6 +90,7 @@ def sample_doc(filepath: str, split: str, width: int, height: int, *, gt_boxes: 
         "split": split,
         "ground_truth": {"_cls": "Detections", "detections": gt},
         "predictions": {"_cls": "Detections", "detections": pred},
+        "background_probes": probes,
         "loss_box": losses[0], "loss_cls": losses[1], "loss_dfl": losses[2],
         "loss": float(sum(losses)),
         "embedding": np.asarray(embedding, dtype=np.float64).tolist(),

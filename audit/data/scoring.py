@@ -78,7 +78,8 @@ def score_dataset(name: str, *, config: ScoringConfig | None = None,
     boxes, box_features = store.boxes_frame(ds)
     t1 = time.perf_counter()
     report(0.15, "scoring")
-    result = run_all(samples, embeddings, boxes, box_features, config=cfg, progress=progress)
+    result = run_all(samples, embeddings, boxes, box_features, config=cfg, progress=progress,
+                     probes=store.probes_frame(ds))
     t2 = time.perf_counter()
     report(0.85, "writing scores")
     result.timings.update({"read_s": t1 - t0})

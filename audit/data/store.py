@@ -29,6 +29,9 @@ from audit.metadata import count_column
 AUDIT_KEY = "audit"  # dataset.info key holding ingest settings, insights and scored_at
 CONFIG_KEY = "scoring_config"  # info["audit"] key: the ScoringConfig.to_dict() of the last scoring
 LABEL_FIELDS = {"gt": "ground_truth", "pred": "predictions"}  # boxes-frame source -> field
+# label-sized boxes on background with the model's feature there, drawn at ingest: the sites of
+# the calibration's decoy spurious labels (audit.calibration)
+PROBE_FIELD = "background_probes"
 LOSS_FIELDS = ("loss_box", "loss_cls", "loss_dfl", "loss")
 BOX_ATTRIBUTES = ("coco_id", "suggested_label", "review_status")  # optional per-box columns
 _SKIP_FIELDS = {"id", "filepath", "tags", "metadata", "created_at", "last_modified_at",
@@ -206,7 +209,7 @@ def _flatten(nested: list[list[Any] | None]) -> list[Any]:
 def _source_frame(view: Any, source: str, with_features: bool,
                   extra: list[str]) -> tuple[pd.DataFrame, list[Any]]:
     """Boxes of one label field as a frame (+ raw feature lists)."""
-    field = LABEL_FIELDS[source]
+    field = PROBE_FIELD if source == "probe" else LABEL_FIELDS[source]
     paths = ["id", "metadata.width", "metadata.height", f"{field}.detections.id",
              f"{field}.detections.bounding_box", f"{field}.detections.label",
              f"{field}.detections.confidence", f"{field}.detections.iscrowd",
@@ -267,6 +270,22 @@ def boxes_frame(ds: fo.Dataset, *, min_confidence: float = 0.0,
     frame = pd.concat(parts, ignore_index=True) if any(len(p) for p in parts) else parts[0]
     if not with_features:
         return frame, None
+    dim = max((len(v) for v in feats if v is not None), default=0)
+    out = np.full((len(frame), dim), np.nan, dtype=np.float32)
+    for i, v in enumerate(feats):
+        if v is not None:
+            out[i] = v
+    return frame, out
+
+
+def probes_frame(ds: fo.Dataset) -> tuple[pd.DataFrame, NDArray[np.float32] | None]:
+    """The background probes drawn at ingest (``PROBE_FIELD``) as a boxes frame (``source``
+    "probe", absolute px ``xyxy``) and their features; an empty frame and None for a dataset
+    ingested before probes existed."""
+    if PROBE_FIELD not in ds.get_field_schema():
+        return pd.DataFrame(columns=["sample_id", "box_id", "source", "x1", "y1", "x2", "y2",
+                                     "label", "confidence", "iscrowd"]), None
+    frame, feats = _source_frame(ds, "probe", True, [])
     dim = max((len(v) for v in feats if v is not None), default=0)
     out = np.full((len(frame), dim), np.nan, dtype=np.float32)
     for i, v in enumerate(feats):

@@ -106,3 +106,26 @@ def test_flagged_view_lists_the_most_mistaken_first(scored) -> None:
     scores = np.array(view.values("mistakenness_score"), dtype=float)
     assert len(view) and all(len(f) for f in view.values("flagged"))
     assert np.all(np.diff(scores[np.isfinite(scores)]) <= 0)
+
+
+def test_ingest_stores_background_probes_and_scoring_calibrates_on_them(scored) -> None:
+    from audit.boxes import iou_matrix
+    from audit.data import store
+
+    ds, result, _ = scored
+    probes, feats = store.probes_frame(ds)
+    assert len(probes) >= len(ds)  # up to two per image; these images have room for both
+    assert feats is not None and np.isfinite(feats).all()
+    boxes, box_feats = store.boxes_frame(ds)
+    assert feats.shape[1] == box_feats.shape[1]  # the same feature space as the boxes
+    gt = boxes[boxes["source"] == "gt"]
+    for sid, part in probes.groupby("sample_id"):
+        labels = gt[gt["sample_id"] == sid][["x1", "y1", "x2", "y2"]].to_numpy(float)
+        xy = part[["x1", "y1", "x2", "y2"]].to_numpy(float)
+        if len(labels):
+            assert (iou_matrix(xy, labels) < 0.1).all(), sid  # on background, not on a label
+    table = result.calibration.table
+    assert set(table["issue"]) >= {"spurious", "bad_box", "missing"}
+    assert (table["n_decoys"] > 0).any()
+    stored = ds.info["audit"]["scoring_config"]
+    assert stored["prior_error_rate"] == result.config.prior_error_rate
