@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("shapes-world", help="write a world drawn by scikit-image's "
                         "random_shapes generator, with injected errors")
     sh.add_argument("--out", type=Path, required=True)
-    sh.add_argument("--images", type=int, default=None, help="number of images (default 800)")
+    sh.add_argument("--images", type=int, default=None, help="number of images (default 400)")
     sh.add_argument("--seed", type=int, default=C.SEED)
     sh.add_argument("--noise-rate", type=float, default=None, help="share of boxes given an error")
 

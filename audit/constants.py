@@ -25,6 +25,7 @@ BOX_FEATURE_DIM = 64  # per-box RoI features are reduced to this by a fixed seed
 BOX_FEATURE_SEED = 1234  # seed of that projection, so features of one dataset stay comparable
 EMBED_LAYERS = (16, 19, 22)  # YOLO11 neck outputs (P3/8, P4/16, P5/32) pooled into the embedding
 INGEST_BATCH = 8  # images per forward pass and per bulk write
+INGEST_VERSION = 2  # what ingest stores (2: background probes); benchmarks re-ingest older data
 
 # --- box matching ------------------------------------------------------------------------------
 MATCH_IOU = 0.5  # IoU at which a prediction counts as covering a ground-truth box

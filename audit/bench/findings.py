@@ -167,7 +167,8 @@ def _dataset(world: BenchWorld, *, progress: bool):
     folder = world.folder
     name = f"yolo-audit-bench-{folder.name.removeprefix('world-')}"
     stamp = {"world": str(folder), "checkpoint": str(world.checkpoint),
-             "checkpoint_mtime": world.checkpoint.stat().st_mtime, "imgsz": world.imgsz}
+             "checkpoint_mtime": world.checkpoint.stat().st_mtime, "imgsz": world.imgsz,
+             "ingest_version": C.INGEST_VERSION}
     if fo.dataset_exists(name):
         ds = fo.load_dataset(name)
         if ds.info.get("bench") == stamp:

@@ -67,7 +67,7 @@ class ShapesWorldSummary:
         return "\n".join(rows)
 
 
-def generate_shapes_world(out: str | Path, *, n_images: int = 800, seed: int = C.SEED,
+def generate_shapes_world(out: str | Path, *, n_images: int = 400, seed: int = C.SEED,
                           noise_rate: float = SHAPES_NOISE_RATE,
                           progress: bool = True) -> ShapesWorldSummary:
     """Write the shapes world to ``out`` (replacing a previous world there), atomically.

@@ -35,7 +35,8 @@ def dataset():
 def test_the_rule_needs_the_confidence_floor_for_missing_only() -> None:
     assert is_flagged("missing", [0.8, 0.8, 0.3], [0.6, 0.1, 0.9]).tolist() == [True, False,
                                                                                 False]
-    assert is_flagged("spurious", [C.SPURIOUS_SCORE, 0.5]).tolist() == [True, False]
+    below = C.SPURIOUS_SCORE - 0.01
+    assert is_flagged("spurious", [C.SPURIOUS_SCORE, below]).tolist() == [True, False]
     assert not is_flagged("bad_box", float("nan"))
 
 
