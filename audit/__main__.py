@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--model", type=Path, required=True)
     i.add_argument("--imgsz", type=int, default=C.IMGSZ)
     i.add_argument("--batch", type=int, default=C.INGEST_BATCH)
-    i.add_argument("--device", default="cpu")
+    i.add_argument("--device", default="cpu", help="torch device: cpu, cuda:0, ..., mps")
     i.add_argument("--layers", default=",".join(map(str, C.EMBED_LAYERS)),
                    help="comma-separated model layer indices pooled into the embedding")
 
@@ -94,7 +94,9 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="export corrected labels or the relabel list")
     e.add_argument("--name", required=True)
     e.add_argument("--format", required=True, choices=("coco", "yolo", "relabel-csv"))
-    e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--out", type=Path, required=True,
+                   help="folder to write into, or the file itself when it ends in .json "
+                        "(coco) or .csv (relabel-csv)")
     e.add_argument("--split", choices=C.SPLITS, default=None)
 
     b = sub.add_parser("bench", help="benchmarks: finding power and speed")
@@ -212,10 +214,9 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "config":
         print(_show_config(args.name), end="")
     elif args.command == "export":
-        from audit.data.exports import export
+        from audit.data.exports import run_export
 
-        path = export(args.name, args.format, args.out, split=args.split)
-        print(path)
+        print(run_export(args.name, args.format, args.out, split=args.split).summary)
     elif args.command == "bench":
         from audit.bench import run_bench
 

@@ -43,6 +43,10 @@ from audit.frames import xyxy
 
 CALIBRATED_ISSUES = {"spurious": "spawn", "bad_box": "shift", "wrong_class": "flip",
                      "missing": "drop"}  # issue -> the decoy error that plants it
+# pieces of evidence an issue's calibration weighs itself, beside its combined evidence: a
+# spurious label is one no prediction supports, or one that looks unlike any labelled object;
+# which of the two counts more depends on the model (a weak one misses real objects)
+EVIDENCE_COLUMNS = {"spurious": ("far_evidence",)}
 ScoreFn = Callable[[pd.DataFrame, "NDArray | None", pd.DataFrame], pd.DataFrame]
 _EPS = 1e-4  # evidence is clipped to [_EPS, 1 - _EPS] before its logit
 TIE_WEIGHT = 1e-6  # weight of the raw evidence in the calibrated score (breaks ties only)
@@ -259,7 +263,10 @@ def plant_decoys(boxes: pd.DataFrame, box_features: NDArray | None, samples: pd.
         sites = probe_sites.get(sid, [])
         background = (_background_preds(xy, is_gt, rows["confidence"].to_numpy(float), f)
                       if probes is None else np.zeros(0, np.int64))
-        for j in range(k):
+        # with features in play, a spawn decoy needs one: only probes (or faint predictions)
+        n_spawn = k if f is None or (not sites and probes is None) else min(k, len(sites) or
+                                                                             len(background))
+        for j in range(n_spawn):
             if j < len(sites):  # on a probe, with the model's feature there
                 new, feat = sites[j]
             elif j < len(background):  # on a faint prediction's box, with its feature
@@ -331,6 +338,31 @@ def _pooled_fit(pos: NDArray, neg: NDArray):
         return ratio[np.clip(at, 0, len(ratio) - 1)]
 
     return log_ratio
+
+
+def _evidence_fit(pos: NDArray, neg: NDArray):
+    """``X -> log f_decoy(X) / f_untouched(X)`` from a balanced logistic fit on several evidence
+    columns (``X`` ``(n, d)``), each required to weigh in the direction of "wrong": a column
+    whose fitted weight is negative is dropped and the fit redone (the data decides how much
+    each piece of evidence counts on this dataset, never that less evidence means more error).
+    None when no column separates the decoys from the untouched rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    cols = list(range(pos.shape[1]))
+    while cols:
+        x = np.r_[pos[:, cols], neg[:, cols]]
+        y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+        wp, wn = _weights(len(pos), len(neg), 0.5)
+        w = np.r_[np.full(len(pos), wp), np.full(len(neg), wn)] * len(y)
+        model = LogisticRegression(C=1.0).fit(x, y, sample_weight=w)
+        coef = model.coef_[0]
+        if (coef >= 0).all():
+            if not (coef > 0).any():
+                return None
+            keep, b = np.array(cols), float(model.intercept_[0])
+            return lambda values: np.asarray(values, float)[:, keep] @ coef + b
+        cols = [c for c, v in zip(cols, coef, strict=True) if v > 0]
+    return None
 
 
 def _class_offset(base_pos: NDArray, base_neg: NDArray, prior: float, *,
@@ -407,25 +439,50 @@ def calibrate_scores(raw: pd.DataFrame, decoy_raw: pd.DataFrame, truth: pd.Serie
         dec = decoy_raw[decoy_raw[col].notna()]
         planted = dec.index.isin(truth.index[truth == issue])
         pos_all, neg_all = dec.loc[planted], dec.loc[~planted & ~dec.index.isin(truth.index)]
-        log_ratio = _pooled_fit(pos_all[col].to_numpy(float), neg_all[col].to_numpy(float))
+        lr_pos, lr_neg, lr_raw = _log_ratios(issue, col, pos_all, neg_all, raw)
+        pos_lab = pos_all["label"].astype(str).to_numpy()
+        neg_lab = neg_all["label"].astype(str).to_numpy()
         new = np.full(len(raw), np.nan)
         for label in np.unique(labels[np.isfinite(ev)]):
-            pos = pos_all.loc[pos_all["label"].astype(str) == label, col].to_numpy(float)
-            neg = neg_all.loc[neg_all["label"].astype(str) == label, col].to_numpy(float)
+            pos, neg = lr_pos[pos_lab == label], lr_neg[neg_lab == label]
             p = _class_prior(issue, label, raw, prior)
-            fitted = _class_offset(log_ratio(pos), log_ratio(neg), 0.5,
+            fitted = _class_offset(pos, neg, 0.5,
                                    shrink=float(min_fit) / max(len(pos) + len(neg), 1))
             mask = (labels == label) & np.isfinite(ev)
             # untouched rows hold real errors at the prior rate: f_u = p f_err + (1 - p) f_ok,
             # so P(wrong | s) = p f_err(s) / f_u(s), the decoys standing in for f_err
-            new[mask] = np.minimum(1.0, p * np.exp(log_ratio(ev[mask]) + fitted))
+            new[mask] = np.minimum(1.0, p * np.exp(lr_raw[mask] + fitted))
             rows.append({"issue": issue, "label": label, "n_decoys": len(pos), "n_clean": len(neg),
-                         "prior": p, "offset": fitted, "auroc": _auroc(pos, neg)})
+                         "prior": p, "offset": fitted,
+                         "auroc": _auroc(pos_all.loc[pos_lab == label, col].to_numpy(float),
+                                         neg_all.loc[neg_lab == label, col].to_numpy(float))})
         out[col] = np.where(np.isfinite(new), (1 - 2 * TIE_WEIGHT) * new + TIE_WEIGHT * (
             np.nan_to_num(ev) + tie), np.nan)
     table = pd.DataFrame(rows, columns=["issue", "label", "n_decoys", "n_clean", "prior",
                                         "offset", "auroc"])
     return out, CalibrationSummary(table)
+
+
+def _columns(frame: pd.DataFrame, col: str, extra: tuple[str, ...]) -> NDArray:
+    """``(n, 1 + len(extra))``: the logit of the combined evidence and each extra column."""
+    return np.column_stack([_logit(frame[col].to_numpy(float)),
+                            *(np.nan_to_num(frame[c].to_numpy(float)) for c in extra)])
+
+
+def _log_ratios(issue: str, col: str, pos: pd.DataFrame, neg: pd.DataFrame,
+                raw: pd.DataFrame) -> tuple[NDArray, NDArray, NDArray]:
+    """``log f_decoy / f_untouched`` of the decoys, the untouched rows and the real rows: from
+    the logistic fit on several pieces of evidence (``EVIDENCE_COLUMNS``) where the issue has
+    them and one separates, else from the isotonic fit on the combined evidence."""
+    extra = EVIDENCE_COLUMNS.get(issue, ())
+    if extra and all(c in raw and c in pos and c in neg for c in extra) and len(pos) and len(neg):
+        fit = _evidence_fit(_columns(pos, col, extra), _columns(neg, col, extra))
+        if fit is not None:
+            return (fit(_columns(pos, col, extra)), fit(_columns(neg, col, extra)),
+                    fit(_columns(raw, col, extra)))
+    fit1 = _pooled_fit(pos[col].to_numpy(float), neg[col].to_numpy(float))
+    return (fit1(pos[col].to_numpy(float)), fit1(neg[col].to_numpy(float)),
+            fit1(raw[col].to_numpy(float)))
 
 
 def _class_prior(issue: str, label: str | None, raw: pd.DataFrame, prior: float) -> float:

@@ -188,6 +188,9 @@ def cluster(
 
     Returns:
         ``(n,)`` int64 cluster ids ``0 .. k - 1`` (all 0 when n < 2).
+
+    Warns:
+        UserWarning: ``n_clusters`` above the number of points n; k = n is used, and said.
     """
     if n_clusters is not None and n_clusters < 1:
         raise ValueError(f"n_clusters: expected a positive int or None, got {n_clusters}")
@@ -198,6 +201,10 @@ def cluster(
     if n_clusters is None:
         n_clusters = _choose_k(z, k_range, seed)
     k = int(min(n_clusters, n))
+    if k < n_clusters:
+        warnings.warn(f"n_clusters={n_clusters} (--clusters) asks for more clusters than the "
+                      f"{n} images: k-means used k={k}, one image per cluster; choose fewer",
+                      stacklevel=2)
     km = KMeans(k, n_init=3, random_state=seed).fit(z)
     return km.labels_.astype(np.int64)
 

@@ -67,7 +67,7 @@ MISSING_LOOK_CONF = 0.1  # prediction confidence from which that look-alike evid
 # across ten datasets); 2 % per issue is ~8 % of boxes with some box error, within that range.
 # Not fitted to any world; a user who knows their rate sets it (`prior_error_rate`)
 PRIOR_ERROR_RATE = 0.02
-PROBES_PER_IMAGE = 2  # label-sized background boxes per image whose features ingest stores
+PROBES_PER_IMAGE = 4  # label-sized background boxes per image whose features ingest stores
 DECOYS_PER_TYPE = 400  # decoy errors planted per kind (enough for a per-class fit; bounded cost)
 DECOYS_MAX_PER_IMAGE = 4  # at most this many decoys of one kind per image copy
 DECOY_SHIFT_IOU = (0.3, 0.75)  # IoU of a decoy shifted label with its object: the bad-box range

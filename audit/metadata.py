@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,8 +21,12 @@ METADATA_COLUMNS = (
 
 
 def count_column(label: str) -> str:
-    """Column name ``count_<class>`` for a class name (non-word characters become ``_``)."""
-    return "count_" + re.sub(r"\W", "_", str(label))
+    """Column name ``count_<class>`` for a class name, kept as it is.
+
+    One column per class and back again (``removeprefix("count_")`` gives the class): a
+    rewritten name would give ``traffic light`` and ``traffic-light`` one column between them.
+    """
+    return f"count_{label}"
 
 
 def sample_metadata(
@@ -90,7 +93,8 @@ def sample_metadata(
         index=samples.index.copy(),
     )
     labels = gt["label"].astype(str).to_numpy()
-    names = sorted(set(labels.tolist())) if class_names is None else list(class_names)
+    names = sorted(set(labels.tolist())) if class_names is None else list(
+        dict.fromkeys(map(str, class_names)))
     class_code = pd.Index(names).get_indexer(labels)
     known = class_code >= 0
     counts = np.bincount(

@@ -188,6 +188,9 @@ def score_boxes(
     if knn_pred.distance.size:
         dist[~ctx.is_gt] = knn_pred.distance
     frame["knn_distance"] = dist  # mean cosine distance to labelled look-alikes (NaN: none)
+    far = np.zeros(len(boxes))
+    far[ctx.is_gt], far[~ctx.is_gt] = far_gt, far_pred
+    frame["far_evidence"] = far  # "looks unlike any labelled object", in [0, 1]
     summary = MistakennessSummary(
         n_gt=int(ctx.is_gt.sum()), n_pred=int((~ctx.is_gt).sum()),
         **{f"n_{i}": int(frame[f"is_{i}_issue"].sum()) for i in BOX_ISSUES},

@@ -136,10 +136,11 @@ def reference_evidence(feats: NDArray | None, is_gt: NDArray, g_code: NDArray, g
     """kNN evidence of every gt and pred box against a reference of labelled boxes.
 
     The reference is the gt boxes a same-class prediction confirms (``confirm_conf >=
-    reference_conf``), from val when val has at least ``10 k`` of them, else all gt boxes with
-    features; subsampled per class (:func:`per_class_sample`). "Far" evidence: each box's mean
-    neighbour distance as a robust z against the reference's own distances, ramped from
-    ``C.FAR_Z_LOW`` to ``C.FAR_Z_HIGH``.
+    reference_conf``, or the median confidence of the matched labels where that is lower: a weak
+    model's matches rarely reach a fixed bar), from val when val has at least ``10 k`` of them,
+    else all gt boxes with features; subsampled per class (:func:`per_class_sample`). "Far"
+    evidence: each box's mean neighbour distance as a robust z against the reference's own
+    distances, ramped from ``C.FAR_Z_LOW`` to ``C.FAR_Z_HIGH``.
 
     Args:
         feats: ``(n_boxes, F)`` per-box features (NaN rows: no feature), None: no evidence.
@@ -162,7 +163,11 @@ def reference_evidence(feats: NDArray | None, is_gt: NDArray, g_code: NDArray, g
     f = np.asarray(feats, dtype=np.float32)
     ok = np.isfinite(f).all(axis=1)
     g_ok, p_ok = ok[is_gt], ok[~is_gt]
-    confirmed = g_ok & (confirm_conf >= reference_conf)
+    # "confirmed" relative to the model at hand: a weak model's matches rarely reach
+    # ``reference_conf``, so the bar is at most the median confidence of its matched labels
+    matched = confirm_conf[g_ok & (confirm_conf > 0)]
+    bar = min(reference_conf, float(np.median(matched))) if matched.size else reference_conf
+    confirmed = g_ok & (confirm_conf >= bar)
     name, ref = "all-gt", np.flatnonzero(g_ok)
     if confirmed.sum() > k:
         name, ref = "confirmed", np.flatnonzero(confirmed)

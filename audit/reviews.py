@@ -28,6 +28,7 @@ import json
 import math
 import os
 import re
+import unicodedata
 import uuid
 import warnings
 from collections.abc import Iterator, Sequence
@@ -50,6 +51,7 @@ ACTION_STATUS = {  # the review status a decision gives its box / sample (undo r
 }
 _NEEDS_BOX_ID = ("fix_class", "delete", "accept_prediction")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
+MAX_NAME_CHARS = 100  # longest dataset name ingest accepts (a folder and file names hold it)
 
 
 def safe_name(name: object, what: str = "dataset name") -> str:
@@ -63,6 +65,29 @@ def safe_name(name: object, what: str = "dataset name") -> str:
     seps = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
     if any(s in name for s in seps) or ".." in name or name in {".", ".."} or "\0" in name:
         raise ValueError(f"{what} {name!r} must not contain path separators or '..'")
+    return name
+
+
+def new_dataset_name(name: object) -> str:
+    """Return ``name`` if a new dataset may take it, else ``ValueError`` saying why.
+
+    On top of :func:`safe_name`: at most ``MAX_NAME_CHARS`` characters (and twice that in UTF-8
+    bytes), so ``<name>/reviews.jsonl`` and ``<name>-<split>-relabel.csv`` stay within a file
+    system's 255-byte name limit, and no control characters (newlines, tabs, ...).
+    """
+    name = safe_name(name)
+    size = (f"{len(name)} characters" if len(name) > MAX_NAME_CHARS else
+            f"{len(name.encode('utf-8'))} bytes in UTF-8"
+            if len(name.encode("utf-8")) > 2 * MAX_NAME_CHARS else None)
+    if size is not None:
+        raise ValueError(f"dataset name {name[:40]!r}... is {size} long; use at most "
+                         f"{MAX_NAME_CHARS} characters ({2 * MAX_NAME_CHARS} bytes): it also "
+                         "names a folder and the export files")
+    bad = sorted({c for c in name if unicodedata.category(c).startswith("C")})
+    if bad:
+        raise ValueError(f"dataset name {name!r} holds control or invisible character(s) "
+                         f"{', '.join(map(repr, bad))}; use letters, digits, spaces and "
+                         "punctuation other than '/' and '\\'")
     return name
 
 
@@ -126,7 +151,8 @@ class Decision:
         if self.action == "fix_class" and not self.new_label:
             raise ValueError(f"decision {self.decision_id}: fix_class needs a new_label")
         if self.box is not None:
-            object.__setattr__(self, "box", _check_box(self.box, self.decision_id))
+            object.__setattr__(self, "box", _check_box(
+                self.box, f"decision {self.decision_id} (sample {self.sample_id})"))
 
     def to_json(self) -> str:
         """One-line JSON (sorted keys) of this decision."""
@@ -161,17 +187,17 @@ class Decision:
             raise ValueError(f"decision is incomplete ({exc})") from None
 
 
-def _check_box(box: Sequence[float], decision_id: str) -> tuple[float, float, float, float]:
-    """Validate one absolute pixel ``xyxy`` box."""
+def _check_box(box: Sequence[float], who: str) -> tuple[float, float, float, float]:
+    """Validate one absolute pixel ``xyxy`` box; ``who`` names the decision and its sample."""
     try:
         values = tuple(float(v) for v in box)
     except (TypeError, ValueError):
-        raise ValueError(f"decision {decision_id}: box must be 4 numbers, got {box!r}") from None
+        raise ValueError(f"{who}: box must be 4 numbers, got {box!r}") from None
     if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"decision {decision_id}: box must be 4 finite numbers, got {box!r}")
+        raise ValueError(f"{who}: box must be 4 finite numbers, got {box!r}")
     x1, y1, x2, y2 = values
     if x2 <= x1 or y2 <= y1:
-        raise ValueError(f"decision {decision_id}: box {values} is not xyxy with x1<x2, y1<y2")
+        raise ValueError(f"{who}: box {values} is not xyxy with x1<x2, y1<y2")
     return values  # type: ignore[return-value]
 
 

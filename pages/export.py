@@ -28,12 +28,13 @@ def check_folder(text: str) -> Path:
 
 
 def _export(name: str, fmt: str, folder_text: str, split: str | None) -> None:
-    """Run one export and remember the written path."""
-    from audit.data.exports import export
+    """Run one export, say what it wrote (and left out) and remember the written path."""
+    from audit.data.exports import run_export
 
     with shown_errors(f"Export to {fmt}"), st.spinner(f"Writing {fmt}…"):
-        path = export(name, fmt, check_folder(folder_text), split=split)
-        st.session_state.setdefault(WRITTEN_KEY, []).append((fmt, str(path)))
+        result = run_export(name, fmt, check_folder(folder_text), split=split)
+        st.session_state.setdefault(WRITTEN_KEY, []).append((fmt, str(result.path)))
+        st.success(result.summary)
 
 
 def _save_view(name: str, view_name: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -148,9 +150,17 @@ def test_cluster_degenerate_sizes(n, n_clusters, expected):
     assert CL.cluster(x, n_clusters=n_clusters).tolist() == expected
 
 
-def test_cluster_caps_k_at_the_number_of_points():
+def test_cluster_caps_k_at_the_number_of_points_and_says_so():
     x = np.random.default_rng(0).normal(size=(4, 4))
-    assert sorted(np.unique(CL.cluster(x, n_clusters=10))) == [0, 1, 2, 3]
+    with pytest.warns(UserWarning, match=r"n_clusters=10 .* the 4 images: k-means used k=4"):
+        assert sorted(np.unique(CL.cluster(x, n_clusters=10))) == [0, 1, 2, 3]
+
+
+def test_cluster_is_silent_when_k_fits():
+    x = np.random.default_rng(0).normal(size=(60, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        assert len(np.unique(CL.cluster(x, n_clusters=5))) == 5
 
 
 @pytest.mark.parametrize("n_clusters", [0, -2])

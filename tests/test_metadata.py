@@ -14,11 +14,24 @@ from tests.builders import boxes_frame, empty_boxes, gt, pred, random_scene, sam
 
 @pytest.mark.parametrize(
     ("label", "expected"),
-    [("car", "count_car"), ("traffic light", "count_traffic_light"), ("t-shirt", "count_t_shirt"),
+    [("car", "count_car"), ("traffic light", "count_traffic light"), ("t-shirt", "count_t-shirt"),
      (3, "count_3"), ("", "count_")],
 )
 def test_count_column(label, expected):
     assert count_column(label) == expected
+    assert expected.removeprefix("count_") == str(label)  # the class comes back out
+
+
+def test_classes_that_differ_in_punctuation_get_their_own_count_columns():
+    boxes = boxes_frame([gt("s0", (0, 0, 10, 10), "traffic light"),
+                         gt("s0", (20, 0, 30, 10), "traffic light"),
+                         gt("s0", (40, 0, 50, 10), "traffic-light")])
+    meta = sample_metadata(boxes, samples_frame(["s0"]),
+                           class_names=["traffic light", "traffic-light", "traffic light"])
+    counts = [c for c in meta.columns if c.startswith("count_")]
+    assert counts == ["count_traffic light", "count_traffic-light"]  # distinct, listed once
+    assert meta.loc["s0", "count_traffic light"] == 2
+    assert meta.loc["s0", "count_traffic-light"] == 1
 
 
 def _worked_example() -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -60,7 +73,7 @@ def test_sample_metadata_class_names_fix_the_count_columns():
     boxes, samples = _worked_example()
     meta = sample_metadata(boxes, samples, class_names=["dog", "person", "traffic light"])
     counts = [c for c in meta.columns if c.startswith("count_")]
-    assert counts == ["count_dog", "count_person", "count_traffic_light"]
+    assert counts == ["count_dog", "count_person", "count_traffic light"]
     assert meta["count_dog"].tolist() == [1, 0, 0]
     assert meta["count_person"].tolist() == [0, 0, 0]
     assert meta["n_objects"].tolist() == [3, 0, 1]  # cars still count as objects

@@ -18,8 +18,10 @@ image     mistakenness_score  max box score of the image    1 - get_label_qualit
 ObjectLab has no per-box score for a box where no object is (its badloc and swap rate such a box
 as clean), so a gt box gets its image's overall quality, as the closest it offers.
 ``ours_max`` ranks every box by the largest of all its ``<issue>_score`` columns (one queue for
-every type), and images by their largest box score. Boxes a method leaves unscored (NaN) rank
-below all scored ones. A peer that raises is reported as NaN with the exception as the reason.
+every type: the scores are calibrated probabilities, :mod:`audit.calibration`), and images by
+their largest box score; ``ours_evidence`` ranks by each issue's evidence before calibration.
+Boxes a method leaves unscored (NaN) rank below all scored ones. A peer that raises is reported
+as NaN with the exception as the reason.
 Boxes set by a shelf's book convention (group boxes, books left unlabelled) are neither errors
 nor clean labels and take no part in the box-level evaluation
 (:func:`audit.bench.truth.convention_rows`).
@@ -230,6 +232,8 @@ def score_world(dataset, world: Path, *, progress: bool = True) -> FindingsRepor
         box_scores[name] = {t: result.boxes[col] for t, col in mapping.items()
                             if col in result.boxes}
         image_scores[name] = result.samples["image_score"]
+        if "image_score_sum" in result.samples:  # Brain's per-image fields summed
+            image_scores[f"{name}_sum"] = result.samples["image_score_sum"]
     box_table = evaluate_boxes(truth_boxes, box_scores)
     image_table = evaluate_images(truth_images, image_scores)
     clean = clean_image_flags(noise, images, ours_boxes)
@@ -270,13 +274,18 @@ def _ours_scores(box_frame: pd.DataFrame, sample_frame: pd.DataFrame, boxes: pd.
     """Box and image scores of ``ours`` (type-specific) and ``ours_max`` (largest box score)."""
     if "box_id" in box_frame.columns:  # run_all returns box ids as a column
         box_frame = box_frame.set_index("box_id")
-    score_cols = [c for c in box_frame.columns if c.endswith("_score")]
+    score_cols = [c for c in box_frame.columns if c.endswith("_score")]  # calibrated: one scale
     overall = box_frame[score_cols].max(axis=1, skipna=True)
     owner = boxes.set_index("box_id")["sample_id"].reindex(overall.index)
     per_image = overall.groupby(owner).max()
+    evidence = {t: box_frame[col.replace("_score", "_evidence")] for t, col in OURS_SCORES.items()
+                if col.replace("_score", "_evidence") in box_frame}
     box_scores = {
         "ours": {t: box_frame[col] for t, col in OURS_SCORES.items() if col in box_frame},
         "ours_max": dict.fromkeys(OURS_SCORES, overall),
+        # the raw evidence before calibration (group_box has none: it is not calibrated)
+        "ours_evidence": evidence | {t: box_frame[c] for t, c in OURS_SCORES.items()
+                                     if t not in evidence and c in box_frame},
     }
     image_scores = {"ours": sample_frame["mistakenness_score"],
                     "ours_max": per_image.reindex(sample_frame.index)}
@@ -330,7 +339,8 @@ def check_targets(box_table: pd.DataFrame, image_table: pd.DataFrame) -> pd.Data
                      "holds": bool(value >= MERGE_AUROC_TARGET), "detail": f"{value:.3f}"})
     for split, part in image_table.groupby("split", sort=True):
         ap = part.set_index("method")["ap"]
-        best = np.nanmax([ap.get(p, np.nan) for p in PEERS] + [-np.inf])
+        peers = [m for m in ap.index if not str(m).startswith("ours")]
+        best = np.nanmax([ap.get(p, np.nan) for p in peers] + [-np.inf])
         ours = float(ap.get("ours", np.nan))
         rows.append({"target": f"image ap >= {IMAGE_AP_FACTOR}x best peer", "split": split,
                      "holds": bool(ours >= IMAGE_AP_FACTOR * best),

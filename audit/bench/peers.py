@@ -63,8 +63,9 @@ def brain_scores(
         PeerScores. ``boxes`` columns: ``mistakenness`` and ``mistakenness_loc`` (ground truth
         matched to a prediction, else NaN), ``possible_spurious`` (1.0 on unmatched ground truth,
         0.0 on other ground truth), ``possible_missing`` (1.0 on confident unmatched predictions,
-        0.0 on other predictions). ``samples.image_score`` is the image's largest box score, so
-        one flag or one confident mismatch makes the image suspect.
+        0.0 on other predictions). ``samples.image_score`` is the image's largest box score;
+        ``samples.image_score_sum`` Brain's three per-image fields summed (mistakenness and the
+        counts of possibly missing and possibly spurious labels), its other reading of an image.
 
     Example:
         >>> scores = brain_scores(ds, progress=False)  # doctest: +SKIP
@@ -85,6 +86,12 @@ def brain_scores(
             f"{pred_field}.detections.id", f"{pred_field}.detections.possible_missing",
         ])
         sample_ids = clone.values("id")
+        # Brain's own per-image fields: the image's mistakenness and its counts of possibly
+        # missing and possibly spurious labels (None where it wrote nothing)
+        totals = np.zeros(len(sample_ids))
+        for name in ("mistakenness", "possible_missing", "possible_spurious"):
+            if name in clone.get_field_schema():
+                totals += np.nan_to_num(np.array(clone.values(name), dtype=float))
     finally:
         clone.delete()
     gt = pd.DataFrame({
@@ -97,9 +104,9 @@ def brain_scores(
     boxes = pd.concat([gt, pred], ignore_index=True).set_index("box_id")
     owner = np.repeat(sample_ids, [len(x or []) for x in gt_ids])
     owner = np.concatenate([owner, np.repeat(sample_ids, [len(x or []) for x in pred_ids])])
-    image = boxes.max(axis=1, skipna=True).groupby(owner).max()
-    samples = pd.DataFrame({"image_score": image.reindex(sample_ids).fillna(0.0)})
-    samples.index.name = "sample_id"
+    image = boxes.max(axis=1, skipna=True).groupby(owner).max().reindex(sample_ids).fillna(0.0)
+    samples = pd.DataFrame({"image_score": image.to_numpy(), "image_score_sum": totals},
+                           index=pd.Index(sample_ids, name="sample_id"))
     return PeerScores(boxes=boxes, samples=samples)
 
 

@@ -38,6 +38,7 @@ def load_detector(path: str | Path, *, device: str = "cpu",
             truncated, corrupted), holds no ultralytics model, or not a detection model.
     """
     global _PICKLE_WARNED
+    device = check_device(device)
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: model file not found")
@@ -54,6 +55,43 @@ def load_detector(path: str | Path, *, device: str = "cpu",
     yolo.model.to(device)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     return Detector(yolo, path, device=device, layers=layers)
+
+
+def available_devices() -> list[str]:
+    """The torch devices this machine can run the model on: ``cpu``, ``cuda:<i>``, ``mps``."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+def check_device(device: object) -> str:
+    """Return ``device`` if the model can run there, else a ValueError naming the option and the
+    devices available (``cuda`` alone means ``cuda:0``).
+
+    Example:
+        >>> check_device("cpu")
+        'cpu'
+    """
+    available = available_devices()
+    try:
+        parsed = torch.device(device) if isinstance(device, str) and device.strip() else None
+    except (RuntimeError, ValueError):
+        parsed = None
+    ok = parsed is not None and (parsed.type == "cpu" or (
+        f"{parsed.type}:{parsed.index or 0}" if parsed.type == "cuda" else parsed.type)
+        in available)
+    if not ok:
+        why = ("CUDA is not available on this machine" if parsed is not None
+               and parsed.type == "cuda" and not torch.cuda.is_available()
+               else "not a device this machine has" if parsed is not None
+               else "not a torch device name")
+        raise ValueError(f"--device {device!r}: {why}; the devices available here: "
+                         f"{', '.join(available)}")
+    return device  # type: ignore[return-value]
 
 
 def _not_a_detector(yolo: Any) -> str | None:

@@ -6,26 +6,39 @@ exporters. Every export is atomic: it is written to a temporary file or folder i
 and moved into place with ``os.replace``, so a failure leaves ``out_dir`` as it was (a folder
 export that replaces an older one swaps two renames; the old copy is removed after the swap).
 Nothing is written outside ``out_dir``; dataset names with path separators or ``..`` are refused.
+Files and folders get the modes ``open`` and ``mkdir`` would give them (0644 / 0755 under the
+usual umask 022), not a temporary file's 0600 / 0700.
 
-Outputs (``<tag>`` = dataset name, plus ``-<split>`` when a split is given):
+Outputs (``<tag>`` = dataset name, plus ``-<split>`` when a split is given), in ``out_dir``, or
+at ``out_dir`` itself when it ends in the format's suffix (``.json`` for coco, ``.csv`` for
+relabel-csv) and is not a folder:
 
 - ``coco``: ``<tag>-coco.json``; boxes ``[x, y, w, h]`` absolute px, category ids 1..K in the
   model's class order, ``file_name`` relative to the images' common folder, attributes
   ``coco_id`` (original annotation id) and ``review_status`` kept.
 - ``yolo``: folder ``<tag>-yolo/`` with ``dataset.yaml``, ``labels/<split>/*.txt`` (class id,
   normalised cx cy w h) and ``images/<split>/`` symlinks to the original images (no copy).
+  Crowd boxes (``iscrowd``) are left out, as ultralytics' own COCO converter does: YOLO txt has
+  no crowd flag, and a crowd box as an ordinary object teaches the model a wrong box.
 - ``relabel-csv``: ``<tag>-relabel.csv``, one row per flagged box or image (see
-  :func:`relabel_frame`).
+  :func:`relabel_frame`); a dataset that is not scored has no flags and is refused.
+
+:func:`run_export` also returns a one-line summary of what was written (the command line's
+output); :func:`export` returns the path alone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import shlex
 import shutil
 import tempfile
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +59,21 @@ BOX_ISSUES = I.GT_ISSUES  # issues scored on gt boxes (audit/issues.py)
 PRED_ISSUES = I.PRED_ISSUES  # issues scored on prediction boxes
 RELABEL_COLUMNS = ("sample_id", "filepath", "split", "issue", "score", "x1", "y1", "x2", "y2",
                    "current_label", "suggested_label", "review_status", "box_id")
+FILE_SUFFIXES = {"coco": ".json", "relabel-csv": ".csv"}  # an --out with this suffix is the file
+CROWD = F("iscrowd").is_in([True, 1])  # a crowd box (COCO iscrowd=1)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What one export wrote.
+
+    Attributes:
+        path: the file (coco, relabel-csv) or folder (yolo) written.
+        summary: one line saying what is in it (and what was left out).
+    """
+
+    path: Path
+    summary: str
 
 
 def _dataset(name_or_ds: str | fo.Dataset) -> fo.Dataset:
@@ -79,11 +107,20 @@ def prepare_out_dir(out_dir: str | Path) -> Path:
     return out
 
 
+def _temporary(final: Path) -> Path:
+    """A fresh hidden name next to ``final`` for its temporary copy."""
+    return final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}.tmp"
+
+
 @contextlib.contextmanager
 def _atomic_file(final: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``final``; on success fsync it and ``os.replace`` it."""
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
-    os.close(fd)
+    """Yield a temporary path next to ``final``; on success fsync it and ``os.replace`` it.
+
+    The file is created as ``open`` creates one (0o666 less the umask), so the export gets the
+    mode any file of the user gets, not ``mkstemp``'s 0o600.
+    """
+    tmp = _temporary(final)
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as fh:
@@ -96,8 +133,12 @@ def _atomic_file(final: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def _atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a temporary folder next to ``final``; on success swap it into place."""
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    """Yield a temporary folder next to ``final``; on success swap it into place.
+
+    The folder is made as ``mkdir`` makes one (0o777 less the umask), not ``mkdtemp``'s 0o700.
+    """
+    tmp = _temporary(final)
+    tmp.mkdir(0o777)
     old = None
     try:
         yield tmp
@@ -124,25 +165,65 @@ def _image_root(view: fo.DatasetView) -> str | None:
     return os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else None
 
 
-def _export_coco(view: fo.DatasetView, final: Path) -> None:
-    """COCO detection JSON of the corrected labels, labels only."""
+def _counts(view: fo.DatasetView) -> str:
+    """``"<n> images, <m> boxes"`` of a view's corrected labels."""
+    return f"{len(view)} images, {view.count('ground_truth.detections')} boxes"
+
+
+def _export_coco(view: fo.DatasetView, final: Path) -> str:
+    """COCO detection JSON of the corrected labels, labels only; returns what it holds."""
     with _atomic_file(final) as tmp:
         view.export(dataset_type=fo.types.COCODetectionDataset, labels_path=str(tmp),
                     label_field="ground_truth", export_media=False, rel_dir=_image_root(view),
                     classes=class_names(view), extra_attrs=["coco_id", "review_status"],
                     progress=False)
+    return f"{_counts(view)} as COCO JSON"
 
 
-def _export_yolo(view: fo.DatasetView, final: Path) -> None:
-    """YOLO txt labels per split, images symlinked, dataset.yaml with the class names."""
+class _DropMergeNotice(logging.Filter):
+    """Drops FiftyOne's "Directory ... already exists; export will be merged" about ``folder``:
+    the YOLO export writes each split into its own fresh temporary folder on purpose."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.folder = str(folder)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for the merge notice about this export's folder, True for anything else."""
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not (str(record.msg).startswith("Directory '%s' already exists")
+                    and bool(args) and str(args[0]).startswith(self.folder))
+
+
+@contextlib.contextmanager
+def _quiet_merge_notice(folder: Path) -> Iterator[None]:
+    """Silence FiftyOne's merge notice about ``folder`` for the duration of the block."""
+    logger = logging.getLogger("fiftyone.core.collections")
+    notice = _DropMergeNotice(folder)
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
+
+
+def _export_yolo(view: fo.DatasetView, final: Path) -> str:
+    """YOLO txt labels per split, images symlinked, dataset.yaml with the class names; crowd
+    boxes left out (YOLO has no crowd flag). Returns what it holds and what it left out."""
     classes, root = class_names(view), _image_root(view)
-    with _atomic_dir(final) as tmp:
+    n_crowd = view.filter_labels("ground_truth", CROWD).count("ground_truth.detections") \
+        if len(view) else 0
+    kept = view.filter_labels("ground_truth", ~CROWD, only_matches=False)
+    with _atomic_dir(final) as tmp, _quiet_merge_notice(tmp):
         splits = [s for s in C.SPLITS if s in set(view.distinct("split"))] or ["train"]
         for split in splits:
-            part = view.match(F("split") == split) if "split" in view.get_field_schema() else view
+            part = kept.match(F("split") == split) if "split" in view.get_field_schema() else kept
             part.export(export_dir=str(tmp), dataset_type=fo.types.YOLOv5Dataset,
                         label_field="ground_truth", split=split, classes=classes,
                         export_media="symlink", rel_dir=root, include_path=False, progress=False)
+    left_out = (f"; {n_crowd} crowd box(es) (iscrowd=1) left out, as ultralytics' COCO "
+                "converter does: YOLO txt has no crowd flag" if n_crowd else "")
+    return f"{_counts(kept)} as YOLO txt{left_out}"
 
 
 def export(name_or_ds: str | fo.Dataset, fmt: str, out_dir: str | Path, *,
@@ -152,34 +233,54 @@ def export(name_or_ds: str | fo.Dataset, fmt: str, out_dir: str | Path, *,
     Args:
         name_or_ds: dataset name or the dataset.
         fmt: ``"coco"``, ``"yolo"`` or ``"relabel-csv"``.
-        out_dir: folder to write into (created if missing).
+        out_dir: folder to write into (created if missing); for coco / relabel-csv a path
+            ending in ``.json`` / ``.csv`` that is not a folder is the file to write.
         split: ``"train"``, ``"val"`` or None for every sample.
 
     Returns:
-        Path of the written file (coco, relabel-csv) or folder (yolo), inside ``out_dir``.
+        Path of the written file (coco, relabel-csv) or folder (yolo), inside ``out_dir``
+        (or ``out_dir`` itself, when it names the file).
 
     Raises:
         ValueError: unknown dataset, format or split; unsafe dataset name; ``out_dir`` is a file
             or is not writable; the output name is taken by a folder (coco, relabel-csv) or a
-            file (yolo). Nothing is written then.
+            file (yolo); a relabel list of a dataset that is not scored. Nothing is written then.
 
     Example:
         >>> export("yolo-audit-demo", "coco", "exports")  # doctest: +SKIP
         PosixPath('exports/yolo-audit-demo-coco.json')
+    """
+    return run_export(name_or_ds, fmt, out_dir, split=split).path
+
+
+def run_export(name_or_ds: str | fo.Dataset, fmt: str, out_dir: str | Path, *,
+               split: str | None = None) -> ExportResult:
+    """:func:`export`, returning the path and a one-line summary of what was written.
+
+    Example:
+        >>> print(run_export("yolo-audit-demo", "yolo", "exports").summary)  # doctest: +SKIP
+        exports/yolo-audit-demo-yolo: 600 images, 5012 boxes as YOLO txt; 3 crowd box(es) ...
     """
     if fmt not in FORMATS:
         raise ValueError(f"export format must be one of {FORMATS}, got {fmt!r}")
     if split is not None and split not in C.SPLITS:
         raise ValueError(f"split must be one of {C.SPLITS} or None, got {split!r}")
     ds = _dataset(name_or_ds)
+    if fmt == "relabel-csv" and "flagged" not in ds.get_field_schema():
+        raise ValueError(f"dataset {ds.name!r} is not scored, so it has no flags to list: run "
+                         f"`python -m audit score --name {shlex.quote(ds.name)}` first")
     tag = safe_name(ds.name) + (f"-{split}" if split else "")
-    writers: dict[str, tuple[str, Callable[[Any, Path], None]]] = {
+    writers: dict[str, tuple[str, Callable[[Any, Path], str]]] = {
         "coco": (f"{tag}-coco.json", _export_coco),
         "yolo": (f"{tag}-yolo", _export_yolo),
         "relabel-csv": (f"{tag}-relabel.csv", _write_relabel_csv),
     }
     file_name, writer = writers[fmt]
-    final = Path(out_dir) / safe_name(file_name, "output file name")
+    out_dir = Path(out_dir)
+    if out_dir.suffix.lower() == FILE_SUFFIXES.get(fmt) and not out_dir.is_dir():
+        out_dir, final = out_dir.parent, out_dir  # --out relabel.csv: that file, not a folder
+    else:
+        final = out_dir / safe_name(file_name, "output file name")
     if fmt == "yolo" and (final.is_symlink() or final.exists()) and not final.is_dir():
         raise ValueError(f"{final} exists and is not a folder; the yolo export writes a folder "
                          "there (move the file away)")
@@ -193,16 +294,19 @@ def export(name_or_ds: str | fo.Dataset, fmt: str, out_dir: str | Path, *,
     if not len(view):
         warnings.warn(f"dataset {ds.name!r}{f' split {split}' if split else ''} has no "
                       "samples: the export is empty", stacklevel=2)
-    writer(view if fmt != "relabel-csv" else (ds, split), final)
-    return final
+    what = writer(view if fmt != "relabel-csv" else (ds, split), final)
+    return ExportResult(final, f"{final}: {what}")
 
 
-def _write_relabel_csv(ds_split: tuple[fo.Dataset, str | None], final: Path) -> None:
-    """Write :func:`relabel_frame` as CSV, atomically."""
+def _write_relabel_csv(ds_split: tuple[fo.Dataset, str | None], final: Path) -> str:
+    """Write :func:`relabel_frame` as CSV, atomically; returns what it holds."""
     ds, split = ds_split
     frame = relabel_frame(ds, split=split)
     with _atomic_file(final) as tmp:
         frame.to_csv(tmp, index=False)
+    n_boxes = int(frame["box_id"].notna().sum())
+    return (f"{len(frame)} rows to relabel ({n_boxes} flagged boxes, "
+            f"{len(frame) - n_boxes} flagged images)")
 
 
 def _score(det: Any, issue: str) -> float:

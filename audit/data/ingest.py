@@ -23,7 +23,6 @@ import fiftyone as fo
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from PIL import ImageOps
 from tqdm.auto import tqdm
 
 from audit import constants as C
@@ -35,8 +34,10 @@ from audit.data.inputs import (
     check_class_names,
     open_image,
     read_coco_split,
+    rgb_array,
 )
 from audit.data.sample_docs import add_sample_docs, sample_doc
+from audit.reviews import new_dataset_name
 
 ProgressCallback = Callable[[float, str], None]  # (fraction done in [0, 1], message)
 
@@ -98,14 +99,15 @@ def _check_resume(ds: fo.Dataset, settings: dict[str, Any]) -> None:
 
 
 def decode_image(rec: ImageRecord) -> NDArray[np.uint8]:
-    """Decode one image as ``HxWx3`` uint8 RGB with EXIF orientation applied.
+    """Decode one image as ``HxWx3`` uint8 RGB with EXIF orientation applied (16-bit greyscale
+    scaled to 8 bit as ultralytics reads it, see :func:`audit.data.inputs.rgb_array`).
 
     Raises:
         ValueError: naming the file, when it cannot be decoded or its size is not the header's.
     """
     try:
         with open_image(rec.filepath) as im:
-            array = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+            array = rgb_array(im)
     except (OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"{rec.record}: cannot decode {rec.filepath}: {exc}") from None
     if array.shape[:2] != (rec.height, rec.width):
@@ -176,9 +178,6 @@ def _settings(detector: Any, splits: list[CocoSplit], imgsz: int,
 def _prepare(name: str, splits: list[CocoSplit], model: str | Path, imgsz: int, batch: int,
              device: str, layers: Sequence[int]) -> tuple[Any, dict[str, int], dict[str, Any]]:
     """Validate checkpoint, class names and knobs; returns (detector, class map, settings)."""
-    from audit.reviews import safe_name
-
-    safe_name(name)  # the name is also a folder of the review log: no separators, no '..'
     if int(imgsz) <= 0 or int(imgsz) % 32:
         raise ValueError(f"imgsz must be a positive multiple of 32, got {imgsz}")
     if int(batch) < 1:
@@ -227,6 +226,10 @@ def ingest(name: str, *, images: str | Path | None = None, train_json: str | Pat
         >>> ds = ingest("world", images="w/images", train_json="w/train.json",
         ...             val_json="w/val.json", model="demo_yolo11n.pt", imgsz=320)  # doctest: +SKIP
     """
+    from audit.data.checkpoint import check_device
+
+    new_dataset_name(name)  # also a folder of the review log: no separators, '..', long names
+    check_device(device)  # before the inputs are read: a wrong option fails at once
     splits = read_inputs(images=images, train_json=train_json, val_json=val_json,
                          data_yaml=data_yaml)
     detector, class_map, settings = _prepare(name, splits, model, imgsz, batch, device, layers)

@@ -23,12 +23,15 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from audit import constants as C
 
 MAX_PROBLEMS = 20  # problems listed in one error message before the rest are only counted
 BOX_TOLERANCE_PX = 1.0  # a box may overhang its image by this much; it is then clipped
+INT64_MAX = 2**63 - 1  # annotation ids are stored as int64 (MongoDB's largest integer)
+# PIL modes of 16-bit (and 32-bit integer) greyscale; scaled to 8 bit as OpenCV reads them
+WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,50 @@ def open_image(path: Path) -> Image.Image:
     return opener(path)
 
 
+def rgb_array(im: Image.Image) -> np.ndarray:
+    """An opened image as ``HxWx3`` uint8 RGB, EXIF orientation applied, as the model sees it.
+
+    16-bit greyscale (PIL modes ``I;16*``; ``I`` is read as the same 0..65535 range) is scaled
+    to 8 bit by ``value >> 8``, exactly as OpenCV's ``imread`` (ultralytics' reader in training)
+    does; PIL's own ``convert("RGB")`` clips every value above 255, which turns such an image
+    white. Other modes go through ``convert("RGB")``.
+    """
+    im = ImageOps.exif_transpose(im)
+    if im.mode in WIDE_GREY_MODES:
+        values = np.asarray(im).astype(np.int64)
+        grey = (np.clip(values, 0, 65535) >> 8).astype(np.uint8)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    return np.asarray(im.convert("RGB"))
+
+
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """``(width, height)`` from the image header, past PIL's pixel limit (None if unknown)."""
+    with open(path, "rb") as fh:
+        prefix = fh.read(16)
+        for fmt in Image.ID:
+            factory, accept = Image.OPEN[fmt]
+            accepted = accept(prefix) if accept is not None else True
+            if not accepted or isinstance(accepted, str):
+                continue
+            fh.seek(0)
+            try:
+                return tuple(factory(fh, str(path)).size)  # type: ignore[return-value]
+            except Exception:  # noqa: BLE001 - any plugin failure: try the next format
+                continue
+    return None
+
+
+def _too_large(path: Path) -> str:
+    """The message for an image past PIL's decompression-bomb limit (what it is, what to do)."""
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    size = _header_size(path)
+    what = (f"{size[0]}x{size[1]} = {size[0] * size[1]:,} pixels" if size
+            else "more pixels")
+    return (f"image too large to decode safely: {what}, over PIL's limit of {limit:,} pixels "
+            "(a guard against decompression bombs); downscale or tile the image (and its boxes) "
+            "below that, or leave it out of the JSON")
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """Read ``(width, height)`` from an image header and check the file is not truncated.
 
@@ -145,6 +192,8 @@ def image_size(path: Path) -> tuple[int, int]:
         if fmt != "JPEG":
             with open_image(path) as im:
                 im.verify()  # PNG: walks every chunk and checks CRCs, finds truncation
+    except Image.DecompressionBombError:
+        raise ValueError(_too_large(path)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, RuntimeError) as exc:
         if path.stat().st_size == 0:
             raise ValueError("empty image file (0 bytes)") from None
@@ -234,13 +283,42 @@ def _coco_images(data: dict, name: str, images_dir: Path,
         except ValueError as exc:
             problems.add(f"{rec}: {exc}")
             continue
-        declared = (img.get("width"), img.get("height"))
-        if all(v is not None for v in declared) and tuple(declared) != (width, height):
+        declared = _declared_size(img)
+        if declared is None:
+            problems.add(f"{rec}: width and height must be integers (pixels), got width="
+                         f"{img.get('width')!r}, height={img.get('height')!r}")
+            continue
+        if all(v is not None for v in declared) and declared != (width, height):
             problems.add(f"{rec}: JSON says {declared[0]}x{declared[1]}, "
                          f"the file is {width}x{height}")
             continue
         images[iid] = (path, width, height)
     return images
+
+
+def _as_pixels(value: object) -> int | None:
+    """A COCO width / height as an int: ints, integral floats and numeric strings ("420")."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _declared_size(img: dict) -> tuple[int | None, int | None] | None:
+    """The image record's ``(width, height)`` (None for an absent one); None when one given is
+    not an integer."""
+    out = []
+    for key in ("width", "height"):
+        value = img.get(key)
+        out.append(None if value is None else _as_pixels(value))
+        if value is not None and out[-1] is None:
+            return None
+    return out[0], out[1]
 
 
 def check_box(xyxy: Sequence[float], width: int, height: int) -> str | None:
@@ -269,6 +347,10 @@ def _coco_annotation(ann: object, i: int, name: str, categories: dict[int, str],
         return None
     aid, iid, cid = ann["id"], ann.get("image_id"), ann.get("category_id")
     rec = f"{name}: annotation id {aid} (image id {iid})"
+    if not -INT64_MAX - 1 <= aid <= INT64_MAX:
+        problems.add(f"{rec}: id does not fit a 64-bit integer (ids must lie within "
+                     f"+-{INT64_MAX}); renumber the annotations")
+        return None
     if iid not in all_image_ids:
         problems.add(f"{rec}: unknown image id {iid}")
         return None

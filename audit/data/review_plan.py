@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from bson import ObjectId, json_util
@@ -45,15 +46,53 @@ def find_box(dets: Sequence[dict[str, Any]], box_id: str) -> tuple[int | None, d
     return None, None
 
 
-def relative_box(box: Sequence[float], doc: dict[str, Any], sample_id: str) -> list[float]:
-    """Absolute pixel xyxy -> FiftyOne relative ``[x, y, w, h]`` using the sample's image size."""
+def image_size(doc: dict[str, Any], sample_id: str, box: Sequence[float]) -> tuple[float, float]:
+    """The sample's ``(width, height)`` in px; ValueError naming the sample and ``box`` if unknown."""
     meta = doc.get("metadata") or {}
     width, height = meta.get("width") or doc.get("width"), meta.get("height") or doc.get("height")
     if not width or not height:
         raise ValueError(f"sample {sample_id}: no image size (metadata.width/height) to convert "
                          f"box {tuple(box)} from pixels")
+    return float(width), float(height)
+
+
+def relative_box(box: Sequence[float], doc: dict[str, Any], sample_id: str) -> list[float]:
+    """Absolute pixel xyxy -> FiftyOne relative ``[x, y, w, h]`` using the sample's image size."""
+    width, height = image_size(doc, sample_id, box)
     x1, y1, x2, y2 = box
     return [x1 / width, y1 / height, (x2 - x1) / width, (y2 - y1) / height]
+
+
+def checked_decision(doc: dict[str, Any], decision: Decision,
+                     class_names: Sequence[str]) -> Decision:
+    """``decision`` as it may be applied to the sample ``doc``, or ValueError naming the value.
+
+    Its ``new_label`` must be one of ``class_names`` (the dataset's classes); its ``box``
+    (absolute px ``xyxy``, already finite with x1 < x2, y1 < y2: see ``Decision``) is clipped to
+    the image, and refused when nothing of it lies inside. Exports then never see a label
+    outside the class list, a negative COCO bbox or a YOLO coordinate above 1.
+
+    Example:
+        >>> doc = {"metadata": {"width": 100, "height": 50}}
+        >>> d = Decision(dataset="demo", sample_id="s", box_id="b", action="accept_prediction",
+        ...              box=(-5, 10, 40, 70), base_revision=0)
+        >>> checked_decision(doc, d, ["cat"]).box
+        (0.0, 10.0, 40.0, 50.0)
+    """
+    who = f"sample {decision.sample_id}"
+    if decision.new_label and decision.new_label not in class_names:
+        raise ValueError(f"{who}: label {decision.new_label!r} is not a class of dataset "
+                         f"{decision.dataset!r}; choose one of: {', '.join(class_names)}")
+    if decision.box is None:
+        return decision
+    width, height = image_size(doc, decision.sample_id, decision.box)
+    x1, y1, x2, y2 = decision.box
+    clipped = (min(max(x1, 0.0), width), min(max(y1, 0.0), height),
+               min(max(x2, 0.0), width), min(max(y2, 0.0), height))
+    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+        raise ValueError(f"{who}: box {decision.box} (xyxy px) lies wholly outside its "
+                         f"{width:g}x{height:g} image")
+    return decision if clipped == decision.box else replace(decision, box=clipped)
 
 
 def _state(status: str, box_id: str | None, index: int | None, det: dict | None) -> dict:

@@ -57,6 +57,7 @@ from audit.data.review_plan import (
     IMAGE,
     REVIEWED_FIELD,
     apply_state,
+    checked_decision,
     current_boxes,
     plan,
     touched,
@@ -232,7 +233,9 @@ def record_decision(ds: fo.Dataset, decision: Decision, *, home=None) -> ReviewO
     Raises:
         ReviewConflict: the sample moved past ``base_revision`` through a decision on the same
             box (or an undo, or another image-level decision); carries those decisions.
-        ValueError: unknown sample or box, a decision for another dataset, nothing to undo.
+        ValueError: unknown sample or box, a decision for another dataset, nothing to undo, a
+            label that is not one of the dataset's classes, a box wholly outside the image
+            (a box partly outside is clipped to it); nothing is written then.
 
     Example:
         >>> out = record_decision(ds, Decision(dataset=ds.name, sample_id=sid, box_id=bid,
@@ -243,9 +246,22 @@ def record_decision(ds: fo.Dataset, decision: Decision, *, home=None) -> ReviewO
     if decision.dataset != ds.name:
         raise ValueError(f"decision {decision.decision_id} is for dataset {decision.dataset!r}, "
                          f"not {ds.name!r}")
+    decision = checked_decision(_load_doc(ds, decision.sample_id), decision, class_names(ds))
     ensure_review_fields(ds)
     with writer_lock(ds.name, home=home):
         return _record_locked(ds, decision, home)
+
+
+def class_names(ds: fo.Dataset) -> list[str]:
+    """The labels a review may give: the model's classes stored at ingest, else (a dataset not
+    built by the auditor) the labels its ground truth and predictions use."""
+    stored = ((ds.info or {}).get("audit") or {}).get("class_names")
+    if stored:
+        return [str(n) for n in stored]
+    schema = ds.get_field_schema()
+    used = {label for field in ("ground_truth", "predictions") if field in schema
+            for label in ds.distinct(f"{field}.detections.label")}
+    return sorted(map(str, used))
 
 
 def _record_locked(ds: fo.Dataset, decision: Decision, home) -> ReviewOutcome:

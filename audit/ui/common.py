@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from audit.data.inputs import open_image, rgb_array
 from audit.ui import draw
 from audit.ui.state import get_state
 
@@ -36,9 +37,11 @@ def shown_errors(what: str) -> Iterator[None]:
 
 
 def load_image(path: str) -> Image.Image:
-    """Open an image file as RGB (raises FileNotFoundError / OSError with the path)."""
-    with Image.open(path) as img:
-        return img.convert("RGB")
+    """Open an image file as the model saw it at ingest: RGB, EXIF orientation applied, 16-bit
+    greyscale scaled to 8 bit (:func:`audit.data.inputs.rgb_array`); raises FileNotFoundError /
+    OSError with the path."""
+    with open_image(path) as img:
+        return Image.fromarray(rgb_array(img))
 
 
 def draw_sample(

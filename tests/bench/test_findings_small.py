@@ -276,7 +276,7 @@ def test_small_benchmark_end_to_end(tmp_path):
 
     out = tmp_path / "findings.json"
     report = run_bench("findings", size="small", out=out)
-    methods = ("ours", "ours_max", *PEERS)
+    methods = ("ours", "ours_max", "ours_evidence", *PEERS)
     table = report.boxes.set_index(["split", "error_type", "method"])
     for split in ("train", "val"):
         for etype in ERROR_TYPES:
@@ -287,7 +287,8 @@ def test_small_benchmark_end_to_end(tmp_path):
                     assert (0.0 <= value <= 1.0) or (math.isnan(value) and row["reason"]), \
                         (split, etype, method, metric, value, row["reason"])
     images = report.images.set_index(["split", "method"])
-    assert set(images.index) == {(s, m) for s in ("train", "val") for m in methods}
+    assert set(images.index) == {(s, m) for s in ("train", "val")
+                                 for m in ("ours", "ours_max", "brain_sum", *PEERS)}
     for _, row in images.iterrows():
         assert (0.0 <= row["ap"] <= 1.0) or (math.isnan(row["ap"]) and row["reason"])
     merge = report.boxes.query("error_type == 'merge' and method == 'ours'")
