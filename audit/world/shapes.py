@@ -26,7 +26,7 @@ SHAPES_PER_IMAGE = (3, 8)  # min and max shapes scikit-image is asked for per im
 SHAPE_SIZE = (14, 60)  # min and max shape size, px
 SHAPES_VAL_SHARE = 0.25  # images in val
 SHAPES_NOISE_RATE = 0.10  # share of each split's boxes given an error (as the demo world)
-SHAPES_VERSION = 1  # bumped when the same arguments write a different world
+SHAPES_VERSION = 2  # bumped when the same arguments write a different world (2: boxes clipped)
 
 
 def _shape_box(rng: np.random.Generator, label: int, side: float) -> tuple[float, float]:
@@ -45,8 +45,11 @@ def _draw(seed: int, index: int) -> tuple[Image.Image, list[LabelBox]]:
         rng=np.random.default_rng([seed, index, 3]))
     boxes = []
     for name, ((r0, r1), (c0, c1)) in found:
-        boxes.append(LabelBox(SHAPE_CLASSES.index(name),
-                              (float(c0), float(r0), float(c1), float(r1)), ()))
+        # a triangle's extent can reach past the image edge (the drawing is clipped): clip it
+        box = (float(max(c0, 0)), float(max(r0, 0)), float(min(c1, SHAPES_IMAGE)),
+               float(min(r1, SHAPES_IMAGE)))
+        if box[2] - box[0] >= 2 and box[3] - box[1] >= 2:
+            boxes.append(LabelBox(SHAPE_CLASSES.index(name), box, ()))
     return Image.fromarray(image), boxes
 
 

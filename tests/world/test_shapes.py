@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -56,3 +57,11 @@ def test_same_arguments_same_bytes(world, tmp_path):
 def test_bad_arguments(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         shapes.generate_shapes_world(tmp_path / "w", progress=False, **kwargs)
+
+
+def test_boxes_reaching_past_the_edge_are_clipped():
+    # image 311 of the default world: scikit-image reports a triangle's extent from row -12
+    _, boxes = shapes._draw(0, 310)
+    xy = np.array([b.box for b in boxes])
+    assert (xy >= 0).all() and (xy <= shapes.SHAPES_IMAGE).all()
+    assert ((xy[:, 2] - xy[:, 0]) >= 2).all() and ((xy[:, 3] - xy[:, 1]) >= 2).all()
