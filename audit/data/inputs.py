@@ -156,7 +156,7 @@ def _header_size(path: Path) -> tuple[int, int] | None:
             fh.seek(0)
             try:
                 return tuple(factory(fh, str(path)).size)  # type: ignore[return-value]
-            except Exception:  # noqa: BLE001 - any plugin failure: try the next format
+            except Exception:  # any plugin failure: try the next format
                 continue
     return None
 

@@ -47,7 +47,8 @@ def find_box(dets: Sequence[dict[str, Any]], box_id: str) -> tuple[int | None, d
 
 
 def image_size(doc: dict[str, Any], sample_id: str, box: Sequence[float]) -> tuple[float, float]:
-    """The sample's ``(width, height)`` in px; ValueError naming the sample and ``box`` if unknown."""
+    """The sample's ``(width, height)`` in px; ValueError naming the sample and ``box`` if
+    it has none."""
     meta = doc.get("metadata") or {}
     width, height = meta.get("width") or doc.get("width"), meta.get("height") or doc.get("height")
     if not width or not height:

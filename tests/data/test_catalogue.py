@@ -1,6 +1,7 @@
 """Catalogue of bad inputs at the public entry points and at the command line: one table, BAD.
 
-Each row is one bad call of ``ingest`` / ``score_dataset`` / ``export``, made through the API,
+Each row is one bad call of ``ingest`` / ``score_dataset`` / ``export`` / ``record_decision``
+(a review, API only: there is no review command), made through the API,
 through ``audit.__main__.main`` in this process (``main``) or through ``python -m audit`` in a
 subprocess (``proc``), with the exception it must raise and the words its message must hold (the
 file and the record for input files). The command line must instead exit with code 2 and print
@@ -16,12 +17,15 @@ created, changed or removed.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
+import struct
 import subprocess
 import sys
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +38,9 @@ from PIL import Image
 from audit.__main__ import main
 from audit.data.exports import export
 from audit.data.ingest import ingest
+from audit.data.review_store import record_decision
 from audit.data.scoring import score_dataset
+from audit.reviews import Decision, log_path
 from tests.data.coco_world import dump, load, write_coco_world
 
 # FiftyOne lets every process on the machine attach to the first one's database service, so the
@@ -238,6 +244,39 @@ def failing_decode(name: str) -> Build:
     return build
 
 
+def huge_png(path: Path, side: int = 14000) -> None:
+    """A valid ``side`` x ``side`` greyscale PNG (all black, a few hundred kB compressed)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+    packer = zlib.compressobj(9)
+    row = bytes(side + 1)  # filter byte + one byte per pixel
+    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+def without_cuda(device: str) -> Build:
+    """The good world, ingested on ``device`` on a machine where torch sees no CUDA."""
+    def build(ctx: Ctx) -> dict[str, Any]:
+        ctx.monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+        ctx.monkeypatch.setattr("torch.cuda.device_count", lambda: 0)
+        return ctx.ingest_kw(device=device)
+    return build
+
+
+def review(action: str = "fix_class", **changes: Any) -> Build:
+    """A decision on the first gt box of ``NAME``'s 0.png (400x240), with changes."""
+    def build(ctx: Ctx) -> dict[str, Any]:
+        ds = fo.load_dataset(NAME)
+        sample = next(s for s in ds.select_fields(["filepath", "ground_truth"])
+                      if Path(s.filepath).name == "0.png")
+        return {"sample_id": sample.id, "box_id": sample.ground_truth.detections[0].id,
+                "action": action, "reviewer": "catalogue", "base_revision": 0, **changes}
+    return build
+
+
 def export_kw(out: Callable[[Ctx], Path] | None = None, **kw: Any) -> Build:
     """Export keyword arguments; ``out`` builds the output folder (default: the module's)."""
     def build(ctx: Ctx) -> dict[str, Any]:
@@ -313,6 +352,9 @@ BAD: dict[str, Row] = {
                           ("val.json: image id 105 (5.jpg)", "truncated JPEG")),
     "zero-byte-image": Row("ingest", image(lambda p: p.write_bytes(b"")), ValueError,
                            (TRAIN_101, "empty image file (0 bytes)")),
+    "image-too-large": Row("ingest", image(huge_png), ValueError,
+                           (TRAIN_101, "image too large", "14000x14000 = 196,000,000 pixels",
+                            "downscale or tile"), CLI),
     "image-in-both-splits": Row("ingest", coco(lambda d: d["images"][0].update(
         file_name="0.png", width=400, height=240) or d["annotations"].clear(), "val"), ValueError,
         ("val.json: image id 105 (0.png)", "also in the train split")),
@@ -332,6 +374,13 @@ BAD: dict[str, Row] = {
                           (TRAIN_100, "zero size")),
     "bbox-outside": Row("ingest", coco(ann(bbox=[390, 5, 20, 8])), ValueError,
                         (TRAIN_100, "outside the 400x240 image")),
+    "annotation-id-beyond-int64": Row(
+        "ingest", coco(ann(id=2**63)), ValueError,
+        ("train.json: annotation id 9223372036854775808 (image id 100)",
+         "does not fit a 64-bit integer"), CLI),
+    "image-size-not-a-number": Row("ingest", coco(lambda d: d["images"][1].update(width="wide")),
+                                   ValueError, (TRAIN_101, "width and height must be integers",
+                                                "width='wide', height=300")),
     "bbox-nan": Row("ingest", coco(ann(bbox=[10, 5, float("nan"), 8])), ValueError,
                     (TRAIN_100, "not finite")),
     "two-problems": Row("ingest", coco(lambda d: (ann(0, bbox=[1, 1, -1, 1])(d),
@@ -379,6 +428,12 @@ BAD: dict[str, Row] = {
                                            "refusing to resume", "other.pt")),
     "resume-with-another-imgsz": Row("ingest", lambda ctx: ctx.ingest_kw(imgsz=416), ValueError,
                                      ("imgsz=320", "refusing to resume with imgsz=416")),
+    "device-unknown": Row("ingest", lambda ctx: ctx.ingest_kw(device="banana"), ValueError,
+                          ("--device 'banana'", "the devices available here: cpu"),
+                          ("api", "main", "proc")),
+    "device-cuda-without-cuda": Row("ingest", without_cuda("cuda:0"), ValueError,
+                                    ("--device 'cuda:0'", "CUDA is not available",
+                                     "the devices available here: cpu"), CLI),
     "imgsz-not-multiple-of-32": Row("ingest", lambda ctx: ctx.ingest_kw(imgsz=100), ValueError,
                                     ("imgsz must be a positive multiple of 32, got 100",)),
     "layer-out-of-range": Row("ingest", lambda ctx: ctx.ingest_kw(layers=(16, 99)), ValueError,
@@ -388,6 +443,9 @@ BAD: dict[str, Row] = {
     # dataset names and half-done ingests
     "ingest-name-traversal": Row("ingest", lambda ctx: ctx.ingest_kw(name=EVIL), ValueError,
                                  (f"{EVIL!r} must not contain path separators",), CLI),
+    "ingest-name-too-long": Row("ingest", lambda ctx: ctx.ingest_kw(name=f"{FRESH}-{'x' * 300}"),
+                                ValueError, ("characters long", "use at most 100 characters"),
+                                CLI),
     "bad-json-into-new-dataset": Row("ingest", lambda ctx: text("{")(ctx) | {"name": FRESH},
                                      ValueError, ("train.json", "not valid JSON")),
     "decode-failure-new-dataset": Row("ingest", failing_decode(FRESH), ValueError,
@@ -412,6 +470,10 @@ BAD: dict[str, Row] = {
     "export-name-traversal": Row("export", export_kw(name_or_ds=EVIL), ValueError,
                                  (f"dataset name {EVIL!r} must not contain path separators",),
                                  ("api", "main", "proc")),
+    "export-relabel-csv-unscored": Row(
+        "export", export_kw(fmt="relabel-csv"), ValueError,
+        (f"dataset {NAME!r} is not scored", f"run `python -m audit score --name {NAME}` first"),
+        ("api", "main", "proc")),
     "export-unknown-format": Row("export", export_kw(fmt="pdf"), ValueError,
                                  ("export format must be one of", "'pdf'")),
     "export-unknown-split": Row("export", export_kw(split="test"), ValueError,
@@ -420,6 +482,19 @@ BAD: dict[str, Row] = {
                                           (f"{NAME}-coco.json exists and is a folder",), CLI),
     "export-yolo-target-is-a-file": Row("export", export_kw(target_is_file, fmt="yolo"),
                                         ValueError, (f"{NAME}-yolo exists and is not a folder",)),
+    # reviews (the sample is named in every message, see ``test_bad_input...``)
+    "review-label-not-a-class": Row("review", review(new_label="zebra\n; DROP"), ValueError,
+                                    ("label 'zebra\\n; DROP' is not a class of dataset",
+                                     "choose one of: ball, crate, book")),
+    "review-box-outside-image": Row("review", review("accept_prediction",
+                                                     box=(500, 250, 600, 400)), ValueError,
+                                    ("box (500.0, 250.0, 600.0, 400.0) (xyxy px) lies wholly "
+                                     "outside its 400x240 image",)),
+    "review-box-not-finite": Row("review", review("accept_prediction",
+                                                  box=(10, 10, math.inf, 50)), ValueError,
+                                 ("box must be 4 finite numbers", "inf")),
+    "review-box-upside-down": Row("review", review("accept_prediction", box=(50, 10, 20, 50)),
+                                  ValueError, ("box (50.0, 10.0, 20.0, 50.0) is not xyxy",)),
 }
 CASES = [pytest.param(row_id, via, id=f"{via}-{row_id}")
          for row_id, row in BAD.items() for via in row.via]
@@ -432,6 +507,8 @@ def call_api(entry: str, kw: dict[str, Any]) -> None:
         ingest(**kw, progress=False)
     elif entry == "score":
         score_dataset(kw.pop("name"), **kw, progress=False)
+    elif entry == "review":
+        record_decision(fo.load_dataset(NAME), Decision(dataset=NAME, **kw))
     else:
         export(**kw)
 
@@ -445,6 +522,8 @@ def cli_args(entry: str, kw: dict[str, Any]) -> list[str]:
         if "layers" in kw:
             layers = kw["layers"]
             args += ["--layers", layers if isinstance(layers, str) else ",".join(map(str, layers))]
+        if "device" in kw:
+            args += ["--device", kw["device"]]
     elif entry == "score":
         args = ["score", "--name", kw["name"]]
     else:
@@ -463,6 +542,7 @@ def stored(name: str) -> dict[str, Any] | None:
             "labels": ds.values("ground_truth.detections.label"),
             "boxes": ds.values("ground_truth.detections.bounding_box"),
             "coco_ids": ds.values("ground_truth.detections.coco_id"),
+            "fields": sorted(ds.get_field_schema()),
             "info": json.dumps(ds.info, sort_keys=True, default=str)}
 
 
@@ -483,7 +563,8 @@ def files(*roots: Path) -> dict[str, tuple]:
 
 def state(ctx: Ctx) -> dict[str, Any]:
     return {"datasets": sorted(n for n in fo.list_datasets() if NAME in n), NAME: stored(NAME),
-            "files": files(ctx.tmp, ctx.good.world, ctx.good.exports)}
+            "files": files(ctx.tmp, ctx.good.world, ctx.good.exports),
+            "review_log_folder": log_path(NAME).parent.exists()}
 
 
 @pytest.mark.parametrize(("row_id", "via"), CASES)
@@ -504,7 +585,8 @@ def test_bad_input_is_refused_and_changes_nothing(row_id: str, via: str, good: G
             message = str(err.value)
         else:
             message = run_cli(via, cli_args(row.entry, kw), capsys, monkeypatch)
-        for part in row.expect:
+        for part in row.expect + ((f"sample {kw['sample_id']}",) if row.entry == "review"
+                                  else ()):
             assert part in message, f"{part!r} not in {message!r}"
         assert state(ctx) == before
     finally:
@@ -534,8 +616,8 @@ def run_cli(via: str, args: list[str], capsys: pytest.CaptureFixture,
 
 
 def test_every_row_runs_somewhere() -> None:
-    """The table covers every entry point, and the command line for each of them."""
-    assert {r.entry for r in BAD.values()} == {"ingest", "score", "export"}
+    """The table covers every entry point, and the command line for each that has one."""
+    assert {r.entry for r in BAD.values()} == {"ingest", "score", "export", "review"}
     for entry in ("ingest", "score", "export"):
         vias = {v for r in BAD.values() if r.entry == entry for v in r.via}
         assert {"api", "main", "proc"} <= vias, entry

@@ -49,6 +49,7 @@ def test_the_app_shows_the_image_the_model_saw(tmp_path: Path) -> None:
     width, height = image_size(path)
     np.testing.assert_array_equal(
         shown, decode_image(build_record(path, width, height, "image", [])))
+    np.testing.assert_array_equal(shown, cv2.imread(str(path))[:, :, ::-1])
 
 
 def test_classes_differing_in_punctuation_keep_their_own_counts(tmp_path: Path) -> None:

@@ -64,6 +64,29 @@ def test_box_within_tolerance_is_clipped(world: Path) -> None:
     np.testing.assert_allclose(box, [0.0, 2.0, img["width"], 12.0])
 
 
+def test_width_and_height_given_as_numbers_in_strings_are_read_as_numbers(world: Path) -> None:
+    coco = load(world / "train.json")
+    sizes = {}
+    for img in coco["images"]:
+        sizes[img["id"]] = (img["width"], img["height"])
+        img["width"], img["height"] = str(img["width"]), f" {img['height']}"
+        if img["id"] == 101:
+            img["width"] = float(img["width"])  # 200.0: an integral float is as good
+    dump(world / "train.json", coco)
+    split = read_coco_split(world / "train.json", world / "images", "train")
+    assert {r.record: (r.width, r.height) for r in split.images} == {
+        f"train.json: image id {iid} ({iid - 100}.png)": wh for iid, wh in sizes.items()}
+
+
+def test_a_size_that_differs_says_two_different_numbers(world: Path) -> None:
+    coco = load(world / "train.json")
+    coco["images"][0].update(width="420", height="240")  # 0.png is 400x240
+    dump(world / "train.json", coco)
+    with pytest.raises(ValueError, match=re.escape(
+            "train.json: image id 100 (0.png): JSON says 420x240, the file is 400x240")):
+        read_coco_split(world / "train.json", world / "images", "train")
+
+
 def _ann(coco: dict, **changes: object) -> dict:
     """Apply ``changes`` to the first annotation."""
     coco["annotations"][0].update(changes)

@@ -20,6 +20,7 @@ import pytest
 pytest.importorskip("fiftyone")
 
 N_SAMPLES = 8  # samples both reviewers work through
+LABELS = ("crate", "book")  # the class each reviewer gives (classes of build_review_dataset)
 TIMEOUT_S = 600  # a worker's report arrives within this (spawn + FiftyOne import on a busy box)
 
 
@@ -88,7 +89,7 @@ def test_different_boxes_of_the_same_samples_both_land(review_ds, tmp_path):
 
     samples = _boxes(review_ds)
     tasks = tuple([{"sample_id": sid, "box_id": boxes[w], "action": "fix_class",
-                    "new_label": f"label-{w}", "reviewer": f"r{w}", "base_revision": 0}
+                    "new_label": LABELS[w], "reviewer": f"r{w}", "base_revision": 0}
                    for sid, boxes in samples] for w in (0, 1))
     reports = _run_two(review_ds.name, tmp_path, tasks)
 
@@ -97,7 +98,7 @@ def test_different_boxes_of_the_same_samples_both_land(review_ds, tmp_path):
     assert review_ds.values("review_revision") == [2] * N_SAMPLES
     for (sid, boxes), ids in zip(samples, review_ds.values("review_decision_ids"), strict=True):
         labels = {d.id: d.label for d in review_ds[sid][REVIEWED_FIELD].detections}
-        assert labels[boxes[0]] == "label-0" and labels[boxes[1]] == "label-1"
+        assert labels[boxes[0]] == LABELS[0] and labels[boxes[1]] == LABELS[1]
         assert len(ids) == 2
     records = read_records(review_ds.name, home=tmp_path)
     assert len(records) == 2 * N_SAMPLES
@@ -112,7 +113,7 @@ def test_same_box_from_a_stale_revision_conflicts(review_ds, tmp_path):
 
     samples = _boxes(review_ds)
     tasks = tuple([{"sample_id": sid, "box_id": boxes[0], "action": "fix_class",
-                    "new_label": f"label-{w}", "reviewer": f"r{w}", "base_revision": 0}
+                    "new_label": LABELS[w], "reviewer": f"r{w}", "base_revision": 0}
                    for sid, boxes in samples] for w in (0, 1))
     reports = _run_two(review_ds.name, tmp_path, tasks)
 
@@ -126,7 +127,7 @@ def test_same_box_from_a_stale_revision_conflicts(review_ds, tmp_path):
         assert reports[loser][i][2] == [winners[sid]]  # the conflict names the winning decision
         label = next(d.label for d in review_ds[sid][REVIEWED_FIELD].detections
                      if d.id == boxes[0])
-        assert label == f"label-{winner}"  # the loser did not overwrite it
+        assert label == LABELS[winner]  # the loser did not overwrite it
     assert review_ds.values("review_revision") == [1] * N_SAMPLES
     assert [ids for ids in review_ds.values("review_decision_ids")] == \
         [[winners[sid]] for sid, _ in samples]
