@@ -71,7 +71,9 @@ def _feature_scene():
                  (pred(s, (11, 10, 110, 111), "car", 0.9), "car"),
                  (gt(s, (300, 200, 400, 300), "dog"), "dog"),
                  (pred(s, (300, 201, 401, 300), "dog", 0.9), "dog")]
-    rows += [(gt(f"u{i}", (10, 10, 110, 110), "dog"), "car") for i in range(3)]
+    for i in range(3):  # a hesitant model agrees with them (0.3: below the reference bar)
+        rows += [(gt(f"u{i}", (10, 10, 110, 110), "dog"), "car"),
+                 (pred(f"u{i}", (10, 10, 110, 110), "dog", 0.3), "car")]
     rows += [(gt("t", (10, 10, 110, 110), "dog", box_id="memorised"), "car"),
              (pred("t", (10, 10, 110, 110), "dog", 0.95), "car"),
              (gt("t", (200, 200, 300, 300), "car", box_id="background"), "background"),
@@ -135,7 +137,8 @@ KNOBS = [
     ("k", 20, "features", ("boxes", "memorised", "wrong_class_evidence"), ()),
     ("reference_max", 4, "features", ("boxes", "lookalike", "missing_evidence"), ()),
     ("reference_per_class", 2, "features", ("boxes", "lookalike", "missing_evidence"), ()),
-    ("reference_conf", 0.95, "features", ("boxes", "memorised", "wrong_class_evidence"), ()),
+    # the bar is at most the matched labels' median confidence: the knob moves it downward
+    ("reference_conf", 0.2, "features", ("boxes", "memorised", "wrong_class_evidence"), ()),
     ("atypical_weight", 1.0, "features", ("boxes", "background", "bad_box_evidence"), ()),
     ("gt_knn_weight", 0.0, "features", ("boxes", "background", "bad_box_evidence"), ()),
     ("class_knn_weight", 1.0, "features", ("boxes", "memorised", "wrong_class_evidence"), ()),

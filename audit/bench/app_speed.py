@@ -122,7 +122,7 @@ def _stubbed_data_layer(data: SyntheticApp) -> Iterator[None]:
     """Replace the FiftyOne-backed view functions under the page caches for the block."""
     from audit.data import review_store, views
 
-    handle = SimpleNamespace(name=BENCH_DATASET)
+    handle = SimpleNamespace(name=BENCH_DATASET, info={})  # nothing stored: default settings
     flagged = int(data.table["flagged"].map(bool).sum())
     overview = {"name": BENCH_DATASET, "n_samples": len(data.table),
                 "splits": data.table["split"].value_counts().to_dict(),
