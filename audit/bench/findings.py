@@ -326,6 +326,8 @@ def check_targets(box_table: pd.DataFrame, image_table: pd.DataFrame) -> pd.Data
     for split, part in box_table.groupby("split", sort=True):
         wide = part.pivot(index="error_type", columns="method", values=["auroc", "ap"])
         for etype in wide.index:
+            if part.query("error_type == @etype")["n_pos"].max() == 0:
+                continue  # nothing of this type in this world (no flips with one class)
             ours = wide.loc[etype, ("auroc", "ours")], wide.loc[etype, ("ap", "ours")]
             best = [np.nanmax([wide.loc[etype, (m, p)] for p in PEERS] + [-np.inf])
                     for m in ("auroc", "ap")]

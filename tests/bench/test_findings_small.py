@@ -306,3 +306,19 @@ def test_small_benchmark_end_to_end(tmp_path):
     assert set(clean.index) == {"train", "val"}
     assert (clean["n_flagged"] <= clean["n_clean_images"]).all(), clean
     assert report.targets["target"].str.startswith("clean images flagged").any()
+
+
+def test_a_type_the_world_cannot_hold_makes_no_target():
+    from audit.bench.findings import check_targets
+
+    rows = [{"split": "val", "error_type": "flip", "method": m, "auroc": math.nan, "ap": math.nan,
+             "n_pos": 0, "n_neg": 5, "coverage": 1.0, "reason": "no positives"}
+            for m in ("ours", "brain", "objectlab")]
+    rows += [{"split": "val", "error_type": "drop", "method": m, "auroc": a, "ap": a, "n_pos": 3,
+              "n_neg": 5, "coverage": 1.0, "reason": ""}
+             for m, a in (("ours", 0.9), ("brain", 0.5), ("objectlab", 0.5))]
+    images = pd.DataFrame([{"split": "val", "method": "ours", "ap": 0.9},
+                           {"split": "val", "method": "brain", "ap": 0.5}])
+    targets = check_targets(pd.DataFrame(rows), images)
+    assert not targets["target"].str.contains("flip").any()  # one class: nothing to flip
+    assert targets.set_index("target").loc["ours ahead on drop", "holds"]
