@@ -270,12 +270,17 @@ def boxes_frame(ds: fo.Dataset, *, min_confidence: float = 0.0,
     frame = pd.concat(parts, ignore_index=True) if any(len(p) for p in parts) else parts[0]
     if not with_features:
         return frame, None
+    return frame, _feature_matrix(feats)
+
+
+def _feature_matrix(feats: list[Any]) -> NDArray[np.float32]:
+    """Stored feature lists as a ``(n, F)`` float32 matrix, NaN rows where none is stored."""
     dim = max((len(v) for v in feats if v is not None), default=0)
-    out = np.full((len(frame), dim), np.nan, dtype=np.float32)
+    out = np.full((len(feats), dim), np.nan, dtype=np.float32)
     for i, v in enumerate(feats):
         if v is not None:
             out[i] = v
-    return frame, out
+    return out
 
 
 def probes_frame(ds: fo.Dataset) -> tuple[pd.DataFrame, NDArray[np.float32] | None]:
@@ -286,12 +291,7 @@ def probes_frame(ds: fo.Dataset) -> tuple[pd.DataFrame, NDArray[np.float32] | No
         return pd.DataFrame(columns=["sample_id", "box_id", "source", "x1", "y1", "x2", "y2",
                                      "label", "confidence", "iscrowd"]), None
     frame, feats = _source_frame(ds, "probe", True, [])
-    dim = max((len(v) for v in feats if v is not None), default=0)
-    out = np.full((len(frame), dim), np.nan, dtype=np.float32)
-    for i, v in enumerate(feats):
-        if v is not None:
-            out[i] = v
-    return frame, out
+    return frame, _feature_matrix(feats)
 
 
 # --- bulk writes ---------------------------------------------------------------------------------

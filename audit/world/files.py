@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
@@ -105,3 +106,21 @@ def error_counts(labels: Sequence[ImageLabels], records: Sequence[ErrorRecord],
             {s: sum(len(i.clean) for i in v) for s, v in per.items()},
             {t: {s: sum(r.error_type == t and r.split == s for r in records) for s in C.SPLITS}
              for t in error_types})
+
+
+@dataclass(frozen=True)
+class WorldSummary:
+    """What a world generator wrote: images, clean boxes and injected errors per split."""
+
+    title: str
+    out: Path
+    images: dict[str, int]  # split -> images
+    clean_boxes: dict[str, int]  # split -> boxes
+    errors: dict[str, dict[str, int]]  # error type -> split -> injected
+
+    def __str__(self) -> str:
+        rows = [f"{self.title} in {self.out}", f"{'':<16}{'train':>7}{'val':>7}",
+                f"{'images':<16}{self.images['train']:>7}{self.images['val']:>7}",
+                f"{'boxes clean':<16}{self.clean_boxes['train']:>7}{self.clean_boxes['val']:>7}"]
+        rows += [f"{'errors ' + t:<16}{v['train']:>7}{v['val']:>7}" for t, v in self.errors.items()]
+        return "\n".join(rows)

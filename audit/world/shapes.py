@@ -10,14 +10,19 @@ every world (:mod:`audit.world.files`). Same arguments, same bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from audit import constants as C
-from audit.world.files import assign_noisy_ids, error_counts, world_info_version, write_world
+from audit.world.files import (
+    WorldSummary,
+    assign_noisy_ids,
+    error_counts,
+    world_info_version,
+    write_world,
+)
 from audit.world.noise import ERROR_TYPES, ImageLabels, LabelBox, inject_errors
 
 SHAPE_CLASSES = ("rectangle", "circle", "triangle", "ellipse")  # scikit-image's shape names
@@ -53,26 +58,9 @@ def _draw(seed: int, index: int) -> tuple[Image.Image, list[LabelBox]]:
     return Image.fromarray(image), boxes
 
 
-@dataclass(frozen=True)
-class ShapesWorldSummary:
-    """What :func:`generate_shapes_world` wrote."""
-
-    out: Path
-    images: dict[str, int]  # split -> images
-    clean_boxes: dict[str, int]  # split -> boxes
-    errors: dict[str, dict[str, int]]  # error type -> split -> injected
-
-    def __str__(self) -> str:
-        rows = [f"shapes world in {self.out}", f"{'':<16}{'train':>7}{'val':>7}",
-                f"{'images':<16}{self.images['train']:>7}{self.images['val']:>7}",
-                f"{'boxes clean':<16}{self.clean_boxes['train']:>7}{self.clean_boxes['val']:>7}"]
-        rows += [f"{'errors ' + t:<16}{v['train']:>7}{v['val']:>7}" for t, v in self.errors.items()]
-        return "\n".join(rows)
-
-
 def generate_shapes_world(out: str | Path, *, n_images: int = 400, seed: int = C.SEED,
                           noise_rate: float = SHAPES_NOISE_RATE,
-                          progress: bool = True) -> ShapesWorldSummary:
+                          progress: bool = True) -> WorldSummary:
     """Write the shapes world to ``out`` (replacing a previous world there), atomically.
 
     Args:
@@ -106,7 +94,7 @@ def generate_shapes_world(out: str | Path, *, n_images: int = 400, seed: int = C
     write_world(Path(out), labels, pictures, [{"scene": "shapes"}] * len(labels), records,
                 class_names=SHAPE_CLASSES, version=f"shapes-{SHAPES_VERSION}",
                 description="scikit-image random_shapes", progress=progress)
-    return ShapesWorldSummary(Path(out), *error_counts(labels, records, ERROR_TYPES))
+    return WorldSummary("shapes world", Path(out), *error_counts(labels, records, ERROR_TYPES))
 
 
 def current_shapes_world(out: str | Path, *, seed: int = C.SEED, progress: bool = True,

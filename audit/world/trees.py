@@ -36,7 +36,13 @@ import numpy as np
 from PIL import Image
 
 from audit import constants as C
-from audit.world.files import assign_noisy_ids, error_counts, world_info_version, write_world
+from audit.world.files import (
+    WorldSummary,
+    assign_noisy_ids,
+    error_counts,
+    world_info_version,
+    write_world,
+)
 from audit.world.noise import ErrorRecord, ImageLabels, LabelBox, inject_errors
 
 DEEPFOREST_WHEEL = "deepforest-2.1.0-py3-none-any.whl"  # the release whose data this was built on
@@ -192,26 +198,9 @@ def _load(read) -> tuple[list[Tile], list[Image.Image], list[ImageLabels]]:
     return tiles, pictures, labels
 
 
-@dataclass(frozen=True)
-class TreeWorldSummary:
-    """What :func:`generate_tree_world` wrote."""
-
-    out: Path
-    tiles: dict[str, int]  # split -> tiles
-    clean_boxes: dict[str, int]  # split -> boxes
-    errors: dict[str, dict[str, int]]  # error type -> split -> injected
-
-    def __str__(self) -> str:
-        rows = [f"tree world in {self.out}", f"{'':<16}{'train':>7}{'val':>7}",
-                f"{'tiles':<16}{self.tiles['train']:>7}{self.tiles['val']:>7}",
-                f"{'boxes clean':<16}{self.clean_boxes['train']:>7}{self.clean_boxes['val']:>7}"]
-        rows += [f"{'errors ' + t:<16}{v['train']:>7}{v['val']:>7}" for t, v in self.errors.items()]
-        return "\n".join(rows)
-
-
 def generate_tree_world(out: str | Path, *, source: str | Path | None = None, seed: int = C.SEED,
                         noise_rate: float = TREE_NOISE_RATE,
-                        progress: bool = True) -> TreeWorldSummary:
+                        progress: bool = True) -> WorldSummary:
     """Write the tree world to ``out`` (replacing a previous world there), atomically.
 
     Args:
@@ -222,7 +211,7 @@ def generate_tree_world(out: str | Path, *, source: str | Path | None = None, se
         progress: show a tqdm bar while tiles are written.
 
     Returns:
-        A :class:`TreeWorldSummary`.
+        A :class:`audit.world.files.WorldSummary`.
 
     Example:
         >>> print(generate_tree_world("trees", progress=False))  # doctest: +SKIP
@@ -240,7 +229,7 @@ def generate_tree_world(out: str | Path, *, source: str | Path | None = None, se
                 class_names=TREE_CLASSES, version=f"trees-{TREES_VERSION}",
                 description="NEON tree crowns (deepforest's annotated images)",
                 progress=progress)
-    return TreeWorldSummary(out, *error_counts(labels, records, TREE_ERRORS))
+    return WorldSummary("tree world", out, *error_counts(labels, records, TREE_ERRORS))
 
 
 def current_tree_world(out: str | Path, *, seed: int = C.SEED, progress: bool = True,

@@ -9,21 +9,22 @@ import pandas as pd
 import pytest
 
 from audit.world import trees
+from audit.world.files import WorldSummary
 
 
 @pytest.fixture(scope="module")
-def tree_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, trees.TreeWorldSummary]:
+def tree_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, WorldSummary]:
     out = tmp_path_factory.mktemp("trees") / "w"
     return out, trees.generate_tree_world(out, progress=False)
 
 
 def test_tiles_and_boxes_per_split(tree_world):
     out, summary = tree_world
-    assert summary.tiles == {"train": 37, "val": 10}
+    assert summary.images == {"train": 37, "val": 10}
     for split in ("train", "val"):
         data = json.loads((out / f"{split}.json").read_text())
         clean = json.loads((out / f"{split}_clean.json").read_text())
-        assert len(data["images"]) == summary.tiles[split]
+        assert len(data["images"]) == summary.images[split]
         assert len(clean["annotations"]) == summary.clean_boxes[split]
         assert [c["name"] for c in data["categories"]] == ["tree"]
         for img in data["images"]:
