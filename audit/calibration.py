@@ -104,16 +104,9 @@ def _spawn(rng: np.random.Generator, like: NDArray, taken: NDArray, width: float
         new = np.array([x, y, x + w, y + h])
         if not len(taken):
             return new
-        if float(_inter(new, taken).max()) <= 0.05 * w * h:
+        if float(B.containment(taken, new[None])[:, 0].max()) <= 0.05:
             return new
     return None
-
-
-def _inter(box: NDArray, others: NDArray) -> NDArray:
-    """Intersection areas of one xyxy box with each of ``others``."""
-    ix = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
-    iy = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0, None)
-    return ix * iy
 
 
 def _background_preds(xy: NDArray, is_gt: NDArray, conf: NDArray,
