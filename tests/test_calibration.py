@@ -10,6 +10,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from audit import calibration as K
+from audit import decoys as D
 from audit.boxes import containment
 from audit.mistakenness import score_boxes
 from tests.builders import boxes_frame, empty_boxes, gt, pred, random_scene, samples_frame
@@ -34,13 +35,13 @@ def _world(seed: int = 0, n: int = 60, model_recall: float = 0.95):
 
 
 def test_no_labels_no_decoys():
-    world = K.plant_decoys(empty_boxes(), None, samples_frame([]))
+    world = D.plant_decoys(empty_boxes(), None, samples_frame([]))
     assert world.boxes.empty and world.truth.empty
 
 
 def test_decoys_are_planted_on_copies_one_per_image():
     boxes, samples = _world()
-    world = K.plant_decoys(boxes, None, samples, per_type=40, seed=1)
+    world = D.plant_decoys(boxes, None, samples, per_type=40, seed=1)
     assert set(world.truth) == {"spurious", "bad_box", "wrong_class", "missing"}
     assert world.truth.index.isin(world.boxes["box_id"]).all()
     assert world.boxes["sample_id"].str.endswith("~decoy").all()
@@ -55,14 +56,14 @@ def test_decoys_are_planted_on_copies_one_per_image():
 def test_one_class_plants_no_flip():
     boxes, samples = _world()
     boxes["label"] = "car"
-    world = K.plant_decoys(boxes, None, samples, per_type=40)
+    world = D.plant_decoys(boxes, None, samples, per_type=40)
     assert "wrong_class" not in set(world.truth)
 
 
 def test_crowd_labels_are_never_decoys():
     boxes, samples = _world(n=10)
     boxes.loc[boxes["source"] == "gt", "iscrowd"] = True
-    world = K.plant_decoys(boxes, None, samples, per_type=40)
+    world = D.plant_decoys(boxes, None, samples, per_type=40)
     assert world.truth.empty
 
 
@@ -70,7 +71,7 @@ def test_crowd_labels_are_never_decoys():
 def _calibrated(model_recall: float, seed: int = 0):
     boxes, samples = _world(seed, model_recall=model_recall)
     raw, _ = score_boxes(boxes, None, samples)
-    world = K.plant_decoys(boxes, None, samples, per_type=120, seed=seed)
+    world = D.plant_decoys(boxes, None, samples, per_type=120, seed=seed)
     dec, _ = score_boxes(world.boxes, world.features, world.samples)
     return raw, K.calibrate_scores(raw, dec, world.truth, prior=0.02)
 
@@ -136,7 +137,7 @@ def test_ties_at_full_evidence_are_broken_by_look_alike_distance():
 def test_the_scene_builder_runs_end_to_end():
     boxes = random_scene(3, n_samples=8)
     samples = samples_frame([f"s{i}" for i in range(8)])
-    world = K.plant_decoys(boxes, None, samples, per_type=16)
+    world = D.plant_decoys(boxes, None, samples, per_type=16)
     dec, _ = score_boxes(world.boxes, None, world.samples)
     raw, _ = score_boxes(boxes, None, samples)
     cal, summary = K.calibrate_scores(raw, dec, world.truth)
@@ -146,15 +147,15 @@ def test_the_scene_builder_runs_end_to_end():
 
 def test_background_probes_sit_on_background_inside_the_image():
     labels = np.array([[10, 10, 60, 60], [200, 100, 260, 180.0]])
-    probes = K.background_probes(labels, 640, 480, k=5, seed="image-a.jpg")
+    probes = D.background_probes(labels, 640, 480, k=5, seed="image-a.jpg")
     assert probes.shape == (5, 4)
     assert (probes[:, :2] >= 0).all()
     assert (probes[:, 2] <= 640).all() and (probes[:, 3] <= 480).all()
     assert (containment(labels, probes) <= 0.05).all()  # at most 5 % of a probe on a label
-    np.testing.assert_array_equal(probes, K.background_probes(labels, 640, 480, k=5,
+    np.testing.assert_array_equal(probes, D.background_probes(labels, 640, 480, k=5,
                                                               seed="image-a.jpg"))
-    assert not np.array_equal(probes, K.background_probes(labels, 640, 480, k=5, seed="b.jpg"))
-    assert K.background_probes(np.zeros((0, 4)), 100, 80, k=1, seed=3).shape == (1, 4)
+    assert not np.array_equal(probes, D.background_probes(labels, 640, 480, k=5, seed="b.jpg"))
+    assert D.background_probes(np.zeros((0, 4)), 100, 80, k=1, seed=3).shape == (1, 4)
 
 
 def test_spawn_decoys_go_on_the_probes_with_their_features():
@@ -163,7 +164,7 @@ def test_spawn_decoys_go_on_the_probes_with_their_features():
     probe_rows = boxes_frame([gt(f"s{s}", (600, 440, 630, 470), "background",
                                  box_id=f"p{s}") for s in range(20)])
     probe_feats = np.full((20, 8), 7.0, np.float32)
-    world = K.plant_decoys(boxes, feats, samples, per_type=20, probes=(probe_rows, probe_feats))
+    world = D.plant_decoys(boxes, feats, samples, per_type=20, probes=(probe_rows, probe_feats))
     spawned = world.truth.index[world.truth == "spurious"]
     rows = world.boxes.set_index("box_id").loc[spawned]
     assert len(rows) == 20 and (rows["x1"] == 600).all()

@@ -26,7 +26,6 @@ from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
 from audit import constants as C
-from audit.calibration import background_probes
 from audit.data import store
 from audit.data.inputs import (
     CocoSplit,
@@ -37,6 +36,7 @@ from audit.data.inputs import (
     rgb_array,
 )
 from audit.data.sample_docs import add_sample_docs, sample_doc
+from audit.decoys import background_probes
 from audit.reviews import new_dataset_name
 
 ProgressCallback = Callable[[float, str], None]  # (fraction done in [0, 1], message)
