@@ -9,6 +9,8 @@ renamed into place, so a world is whole or absent.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import shutil
@@ -21,8 +23,37 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from audit import constants as C
-from audit.world.generate import noise_csv, xywh
-from audit.world.noise import ErrorRecord, ImageLabels
+from audit.world.noise import ErrorRecord, ImageLabels, LabelBox
+
+CSV_COLUMNS = (  # noise.csv columns, one row per injected error
+    "split", "image_id", "annotation_ids", "clean_annotation_ids", "error_type", "clean_bbox",
+    "clean_label", "noisy_bbox", "noisy_label")
+
+
+def xywh(box: tuple[float, float, float, float]) -> list[float]:
+    """xyxy px to COCO [x, y, w, h] px, rounded to 0.01 px."""
+    return [round(box[0], 2), round(box[1], 2), round(box[2] - box[0], 2),
+            round(box[3] - box[1], 2)]
+
+
+
+def _fmt_boxes(boxes: list[LabelBox]) -> str:
+    """Boxes as ';'-joined "x y w h" strings."""
+    return ";".join(" ".join(f"{v:g}" for v in xywh(b.box)) for b in boxes)
+
+
+def noise_csv(records: list[ErrorRecord], class_names: Sequence[str]) -> str:
+    """noise.csv text: one row per injected error, columns ``CSV_COLUMNS``."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for r in sorted(records, key=lambda r: (r.split, r.image_id)):
+        writer.writerow([
+            r.split, r.image_id, ";".join(str(b.ann_id) for b in r.noisy),
+            ";".join(str(c) for b in r.clean for c in b.clean_ids), r.error_type,
+            _fmt_boxes(r.clean), class_names[r.clean[0].label] if r.clean else "",
+            _fmt_boxes(r.noisy), class_names[r.noisy[0].label] if r.noisy else ""])
+    return buf.getvalue()
 
 
 def assign_noisy_ids(labels: Sequence[ImageLabels]) -> None:
@@ -81,7 +112,7 @@ def write_world(out: Path, labels: Sequence[ImageLabels], pictures: Sequence[Ima
                 data = coco_split(labels, extra, split, clean, class_names=class_names,
                                   version=version, description=description, suffix=suffix)
                 (tmp / name).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-        (tmp / "noise.csv").write_text(noise_csv(records, tuple(class_names)), encoding="utf-8")
+        (tmp / "noise.csv").write_text(noise_csv(records, class_names), encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

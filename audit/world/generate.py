@@ -11,8 +11,6 @@ Same arguments, same bytes.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import shutil
@@ -25,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from audit.world.files import assign_noisy_ids, noise_csv, xywh
 from audit.world.noise import (
     CONVENTIONS,
     ERROR_TYPES,
@@ -42,8 +41,6 @@ VAL_SHARE = 0.25  # share of all images in val (overall train:val about 3:1)
 EASY_VAL_RATIO = 15  # easy kind: one val image per this many easy images (about 14:1)
 JPEG_QUALITY = 90  # written images' JPEG quality
 WORLD_VERSION = 3  # bumped when the same seed draws a different world (COCO info "version")
-CSV_COLUMNS = ("split", "image_id", "annotation_ids", "clean_annotation_ids", "error_type",
-               "clean_bbox", "clean_label", "noisy_bbox", "noisy_label")
 
 
 @dataclass(frozen=True)
@@ -121,19 +118,8 @@ def _build(n_images: int, seed: int, noise_rate: float,
         images.append(ImageLabels(i + 1, split, scene.width, scene.height, convention, clean,
                                   noisy))
     records = inject_errors(images, noise_rate, np.random.default_rng([seed, 1]))
-    for img in images:
-        for box in img.noisy:
-            if len(box.clean_ids) == 1:
-                box.ann_id = box.clean_ids[0]
-            else:
-                box.ann_id, next_id = next_id, next_id + 1
+    assign_noisy_ids(images)
     return scenes, images, records
-
-
-def xywh(box: tuple[float, float, float, float]) -> list[float]:
-    """xyxy px to COCO [x, y, w, h] px, rounded to 0.01 px."""
-    return [round(box[0], 2), round(box[1], 2), round(box[2] - box[0], 2),
-            round(box[3] - box[1], 2)]
 
 
 def _coco(images: list[ImageLabels], scenes: list[Scene], split: str, clean: bool) -> dict:
@@ -158,25 +144,6 @@ def _coco(images: list[ImageLabels], scenes: list[Scene], split: str, clean: boo
             "licenses": [], "images": img_rows, "annotations": ann_rows,
             "categories": [{"id": i + 1, "name": n, "supercategory": "object"}
                            for i, n in enumerate(CLASS_NAMES)]}
-
-
-def _fmt_boxes(boxes: list[LabelBox]) -> str:
-    """Boxes as ';'-joined "x y w h" strings."""
-    return ";".join(" ".join(f"{v:g}" for v in xywh(b.box)) for b in boxes)
-
-
-def noise_csv(records: list[ErrorRecord], class_names: tuple[str, ...] = CLASS_NAMES) -> str:
-    """noise.csv text: one row per injected error, columns ``CSV_COLUMNS``."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for r in sorted(records, key=lambda r: (r.split, r.image_id)):
-        writer.writerow([
-            r.split, r.image_id, ";".join(str(b.ann_id) for b in r.noisy),
-            ";".join(str(c) for b in r.clean for c in b.clean_ids), r.error_type,
-            _fmt_boxes(r.clean), class_names[r.clean[0].label] if r.clean else "",
-            _fmt_boxes(r.noisy), class_names[r.noisy[0].label] if r.noisy else ""])
-    return buf.getvalue()
 
 
 def _check_args(out: Path, n_images: int, noise_rate: float) -> None:
@@ -260,7 +227,7 @@ def generate_world(out: Path, *, n_images: int = 600, seed: int = 0, noise_rate:
             for clean, name in ((False, f"{split}.json"), (True, f"{split}_clean.json")):
                 text = json.dumps(_coco(images, scenes, split, clean), indent=1)
                 (tmp / name).write_text(text + "\n", encoding="utf-8")
-        (tmp / "noise.csv").write_text(noise_csv(records), encoding="utf-8")
+        (tmp / "noise.csv").write_text(noise_csv(records, CLASS_NAMES), encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
