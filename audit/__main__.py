@@ -99,8 +99,8 @@ def _parser() -> argparse.ArgumentParser:
                         "(coco) or .csv (relabel-csv)")
     e.add_argument("--split", choices=C.SPLITS, default=None)
 
-    b = sub.add_parser("bench", help="benchmarks: finding power and speed")
-    b.add_argument("which", choices=("findings", "speed", "ingest", "app"))
+    b = sub.add_parser("bench", help="benchmarks: finding power, speed, train/val leaks")
+    b.add_argument("which", choices=("findings", "speed", "ingest", "app", "leaks"))
     b.add_argument("--size", default="full", choices=("small", "full"))
     b.add_argument("--out", type=Path, default=None, help="also write the table here (CSV/JSON)")
     b.add_argument("--world", default=None,
@@ -108,8 +108,8 @@ def _parser() -> argparse.ArgumentParser:
                         "(scikit-image's generator), trees (real aerial images) or all "
                         "(default: demo)")
     b.add_argument("--seed", type=int, default=None,
-                   help="findings only: draw the world with this seed; any seed but the demo's "
-                        "gives a world the demo checkpoint never saw (a held-out check)")
+                   help="findings and leaks: draw the world with this seed; any seed but "
+                        "the demo's gives a world the demo checkpoint never saw (a held-out check)")
     return p
 
 
@@ -221,8 +221,10 @@ def _run(args: argparse.Namespace) -> int:
         from audit.bench import run_bench
 
         for flag, value in (("--seed", args.seed), ("--world", args.world)):
-            if value is not None and args.which != "findings":
-                raise ValueError(f"bench {args.which}: {flag} applies to findings only")
+            allowed = ("findings", "leaks") if flag == "--seed" else ("findings",)
+            if value is not None and args.which not in allowed:
+                raise ValueError(f"bench {args.which}: {flag} applies to "
+                                 f"{' and '.join(allowed)} only")
         options = {k: v for k, v in (("seed", args.seed), ("world", args.world))
                    if v is not None}
         run_bench(args.which, size=args.size, out=args.out, **options)

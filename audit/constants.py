@@ -127,6 +127,11 @@ RECALL_CONF = 0.25  # a prediction at least this confident counts when measuring
 INSIGHT_MAX_SAMPLES = 1000  # sample ids kept per insight (highest loss first)
 GAP_NEIGHBOURS = 10  # nearest train images (PCA space) an image's loss is read against
 GAP_MAX_REFERENCE = 20_000  # train images searched for look-alikes (seeded subsample beyond, speed)
+# near-duplicates (audit/leaks.py): a pair this many robust standard deviations (log scale) below
+# the median nearest-neighbour distance is a near-copy; ~3.5 sigma is the usual outlier fence
+DUPLICATE_SPREAD = 3.5
+DUPLICATE_NEIGHBOURS = 3  # nearest images searched per image (an image copied twice has two twins)
+DUPLICATE_SHOWN = 50  # near-duplicate pairs kept in an insight's evidence
 
 # --- model competence (audit/competence.py) ----------------------------------------------------
 # The verdicts are majority rules, not fits to any dataset: at or below each, the model's

@@ -16,7 +16,8 @@ from numpy.typing import ArrayLike
 
 from audit import constants as C
 
-KINDS = ("imbalance", "overfit", "low_performance", "metadata", "inconsistency", "curve")
+KINDS = ("imbalance", "overfit", "low_performance", "metadata", "inconsistency", "curve",
+         "leak", "duplicate")
 
 
 def _jsonable(value: Any) -> Any:

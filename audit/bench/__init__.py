@@ -15,6 +15,7 @@ BENCHMARKS = {
     "speed": ("audit.bench.speed", "bench_speed"),
     "ingest": ("audit.bench.ingest_speed", "bench_ingest"),
     "app": ("audit.bench.app_speed", "bench_app"),
+    "leaks": ("audit.bench.leaks", "bench_leaks"),
 }  # name -> (module, function), each called as function(size=..., out=...)
 SIZES = ("small", "full")  # benchmark sizes every benchmark accepts
 
@@ -24,7 +25,7 @@ def run_bench(which: str, *, size: str = "full", out: str | Path | None = None,
     """Run one benchmark by name.
 
     Args:
-        which: one of ``BENCHMARKS`` ("findings", "speed", "ingest", "app").
+        which: one of ``BENCHMARKS`` ("findings", "speed", "ingest", "app", "leaks").
         size: "small" (seconds to minutes, for tests) or "full".
         out: optional file the benchmark also writes its table to.
         **options: further keyword arguments of that benchmark's function (``seed`` for
