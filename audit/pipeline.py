@@ -36,6 +36,7 @@ from audit.insights import (
     low_performance_insights,
     overfit_insights,
 )
+from audit.leaks import duplicate_insights, find_duplicates
 from audit.mistakenness import score_boxes
 from audit.rollup import score_samples
 
@@ -254,4 +255,11 @@ def _insights(samples: pd.DataFrame, labels: NDArray, boxes: pd.DataFrame, inc,
         found += metadata_insights(samples, labels, flagged)
         found += curve_insights(samples)
         found += convention_insights(inc.classes, inc.boxes)
+        found += _duplicate_insights(samples, reduced)
     return sorted(found, key=lambda i: -i.severity)
+
+
+def _duplicate_insights(samples: pd.DataFrame, reduced: NDArray) -> list[Insight]:
+    """Leaks across splits and near-duplicates within one (:mod:`audit.leaks`)."""
+    pairs, summary = find_duplicates(reduced, samples["split"], samples.index)
+    return duplicate_insights(pairs, summary, n_val=int((samples["split"] != "train").sum()))

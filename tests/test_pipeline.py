@@ -207,3 +207,18 @@ def test_class_recall_without_gt_is_empty():
     assert class_recall(empty_boxes(), pd.Series(dtype=float)).empty
     boxes = boxes_frame([pred("a", (0, 0, 10, 10))])
     assert class_recall(boxes, pd.Series([0], index=["a"])).empty
+
+
+def test_run_all_names_a_val_image_copied_from_train():
+    small = make_frames(60, seed=3)
+    split = small.samples["split"].to_numpy()
+    train, val = np.flatnonzero(split == "train")[0], np.flatnonzero(split != "train")[0]
+    emb = small.embeddings.copy()
+    res = run_all(small.samples, emb, small.boxes, None, projections=(), n_clusters=2)
+    assert not [i for i in res.insights if i.kind == "leak"]
+    emb[val] = emb[train] * 1.0001  # the same image, a little altered
+    res = run_all(small.samples, emb, small.boxes, None, projections=(), n_clusters=2)
+    (leak,) = [i for i in res.insights if i.kind == "leak"]
+    ids = small.samples.index.astype(str)
+    assert leak.evidence["pairs"][0]["sample_a"] == ids[val]
+    assert leak.evidence["pairs"][0]["sample_b"] == ids[train]
