@@ -49,6 +49,7 @@ from fiftyone import ViewField as F
 from audit import constants as C
 from audit import issues as I
 from audit.config import ScoringConfig
+from audit.data import store
 from audit.data.review_store import REVIEWED_FIELD, corrected_detections
 from audit.data.views import flagged_view, scoring_config
 from audit.mistakenness import is_flagged
@@ -77,13 +78,13 @@ class ExportResult:
 
 
 def _dataset(name_or_ds: str | fo.Dataset) -> fo.Dataset:
-    """The dataset itself, or the one named (``ValueError`` if it does not exist)."""
+    """The dataset itself, or the one named (``ValueError`` if it does not exist), with every
+    review decision its log holds applied (``store.replay_reviews``): an export never carries a
+    label that a decision cut short by a crash has already replaced."""
     if isinstance(name_or_ds, fo.Dataset):
+        store.replay_reviews(name_or_ds)
         return name_or_ds
-    name = safe_name(name_or_ds)
-    if not fo.dataset_exists(name):
-        raise ValueError(f"no dataset named {name!r}")
-    return fo.load_dataset(name)
+    return store.load_dataset(safe_name(name_or_ds))
 
 
 def prepare_out_dir(out_dir: str | Path) -> Path:
@@ -266,6 +267,8 @@ def run_export(name_or_ds: str | fo.Dataset, fmt: str, out_dir: str | Path, *,
     if split is not None and split not in C.SPLITS:
         raise ValueError(f"split must be one of {C.SPLITS} or None, got {split!r}")
     ds = _dataset(name_or_ds)
+    if fmt == "relabel-csv":
+        store.check_scores_complete(ds)  # half-written scores would list a wrong set of boxes
     if fmt == "relabel-csv" and "flagged" not in ds.get_field_schema():
         raise ValueError(f"dataset {ds.name!r} is not scored, so it has no flags to list: run "
                          f"`python -m audit score --name {shlex.quote(ds.name)}` first")
@@ -413,6 +416,7 @@ def save_flagged_view(name_or_ds: str | fo.Dataset, name: str = "flagged") -> st
     """
     name = safe_name(name, "view name")
     ds = _dataset(name_or_ds)
+    store.check_scores_complete(ds)
     if "flagged" not in ds.get_field_schema():
         raise ValueError(f"dataset {ds.name!r} is not scored yet (no 'flagged' field)")
     ds.save_view(name, flagged_view(ds), overwrite=True)

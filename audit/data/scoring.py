@@ -83,10 +83,11 @@ def score_dataset(name: str, *, config: ScoringConfig | None = None,
     t2 = time.perf_counter()
     report(0.85, "writing scores")
     result.timings.update({"read_s": t1 - t0})
-    store.write_audit_result(ds, result)
-    result.timings["write_s"] = time.perf_counter() - t2
-    store.update_audit_info(ds, timings=dict(result.timings),
-                            **{store.CONFIG_KEY: cfg.to_dict()})
+    with store.scoring_run(ds, "scoring"):  # committed as a whole, or marked incomplete
+        store.write_audit_result(ds, result)
+        result.timings["write_s"] = time.perf_counter() - t2
+        store.update_audit_info(ds, timings=dict(result.timings),
+                                **{store.CONFIG_KEY: cfg.to_dict()})
     report(1.0, "scored")
     for sentence in result.competence.warnings if result.competence else ():
         warnings.warn(sentence, stacklevel=2)  # a weak model, said plainly (the CLI prints it)
@@ -119,6 +120,7 @@ def reflag_dataset(name: str, config: ScoringConfig, *,
         >>> reflag_dataset("yolo-audit-demo", ScoringConfig(wrong_class_flag=0.5))  # doctest: +SKIP
     """
     ds = store.load_dataset(name)
+    store.check_scores_complete(ds)  # half-written scores are no base for a re-flag
     if not _is_scored(ds):
         raise ValueError(f"dataset {name!r} is not scored yet: score it first "
                          "(`python -m audit score`)")
@@ -131,8 +133,8 @@ def reflag_dataset(name: str, config: ScoringConfig, *,
 
 
 def _is_scored(ds: Any) -> bool:
-    """Whether ``ds`` holds a finished scoring (a time stamp and every sample's flags)."""
-    return bool(store.audit_info(ds).get("scored_at")) and "flagged" in ds.get_field_schema() \
+    """Whether ``ds`` holds a finished scoring (committed, a time stamp, every sample's flags)."""
+    return store.score_state(ds) == "scored" and "flagged" in ds.get_field_schema() \
         and len(ds.exists("flagged")) == len(ds)
 
 
@@ -142,8 +144,11 @@ def _reflag(ds: Any, config: ScoringConfig, report: ProgressCallback) -> Any:
 
     report(0.0, "re-flagging from the stored scores")
     t0 = time.perf_counter()
-    result = reflag(ds, config)
-    result.timings["reflag_s"] = time.perf_counter() - t0
-    store.update_audit_info(ds, **{store.CONFIG_KEY: config.to_dict()}, flagged_at=store.now_iso())
+    scored_at = store.audit_info(ds).get("scored_at")
+    with store.scoring_run(ds, "re-flag"):  # committed as a whole, or marked incomplete
+        result = reflag(ds, config)
+        result.timings["reflag_s"] = time.perf_counter() - t0
+        store.update_audit_info(ds, **{store.CONFIG_KEY: config.to_dict()},
+                                flagged_at=store.now_iso(), scored_at=scored_at)
     report(1.0, "re-flagged")
     return result

@@ -12,7 +12,10 @@ NaN = does not apply.
 
 from __future__ import annotations
 
+import contextlib
+import shlex
 import warnings
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,10 +27,14 @@ from numpy.typing import NDArray
 
 from audit.boxes import xywh_rel_to_xyxy_abs
 from audit.config import FIELD_NAMES, ScoringConfig
+from audit.data.review_store import replay_log
 from audit.metadata import count_column
 
 AUDIT_KEY = "audit"  # dataset.info key holding ingest settings, insights and scored_at
 CONFIG_KEY = "scoring_config"  # info["audit"] key: the ScoringConfig.to_dict() of the last scoring
+# info["audit"] key present while a scoring (or re-flag) run writes, removed by its commit: a run
+# killed or failed mid-write leaves it, and readers refuse or warn on the half-written scores
+INCOMPLETE_KEY = "scoring_incomplete"
 LABEL_FIELDS = {"gt": "ground_truth", "pred": "predictions"}  # boxes-frame source -> field
 # label-sized boxes on background with the model's feature there, drawn at ingest: the sites of
 # the calibration's decoy spurious labels (audit.calibration)
@@ -64,7 +71,8 @@ def list_audit_datasets() -> list[str]:
 
 
 def load_dataset(name: str) -> fo.Dataset:
-    """Load the persistent dataset ``name``.
+    """Load the persistent dataset ``name``, with any review decision that a crash cut short
+    applied from its log (:func:`replay_reviews`).
 
     Raises:
         ValueError: ``no dataset named X; known: ...`` when it does not exist.
@@ -72,7 +80,17 @@ def load_dataset(name: str) -> fo.Dataset:
     if not fo.dataset_exists(name):
         known = ", ".join(list_audit_datasets()) or "none"
         raise ValueError(f"no dataset named {name!r}; known: {known}")
-    return fo.load_dataset(name)
+    ds = fo.load_dataset(name)
+    replay_reviews(ds)
+    return ds
+
+
+def replay_reviews(ds: fo.Dataset) -> int:
+    """Apply the review decisions that the dataset's log holds but the dataset does not (a
+    process killed between the log append and the dataset update), so every reader and exporter
+    sees what the reviewers decided; returns how many were applied (0, cheaply, most times).
+    See :func:`audit.data.review_store.replay_log`."""
+    return replay_log(ds, progress=False)
 
 
 def create_dataset(name: str, settings: dict[str, Any]) -> fo.Dataset:
@@ -90,10 +108,60 @@ def audit_info(ds: fo.Dataset) -> dict[str, Any]:
 
 def update_audit_info(ds: fo.Dataset, **values: Any) -> None:
     """Merge ``values`` into ``ds.info["audit"]`` and save."""
-    info = dict(ds.info or {})
-    info[AUDIT_KEY] = {**audit_info(ds), **values}
-    ds.info = info
+    _save_audit_info(ds, {**audit_info(ds), **values})
+
+
+@contextlib.contextmanager
+def scoring_run(ds: fo.Dataset, what: str = "scoring") -> Iterator[None]:
+    """Mark ``ds`` as being scored while the block writes; commit (unmark) only when it ends.
+
+    The mark (``info["audit"][INCOMPLETE_KEY]``: what, when) is saved before the first write and
+    ``scored_at`` is dropped with it, so a run killed or failed mid-write leaves a dataset that
+    :func:`score_state` calls ``"incomplete"``, never a mix of old and new scores that looks
+    finished. The commit removes the mark (the block sets ``scored_at`` again).
+    """
+    info = audit_info(ds)
+    info.pop("scored_at", None)
+    info[INCOMPLETE_KEY] = {"what": what, "started_at": now_iso()}
+    _save_audit_info(ds, info)
+    yield
+    info = audit_info(ds)
+    info.pop(INCOMPLETE_KEY, None)
+    _save_audit_info(ds, info)
+
+
+def _save_audit_info(ds: fo.Dataset, audit: dict[str, Any]) -> None:
+    """Replace ``ds.info["audit"]`` by ``audit`` and save."""
+    ds.info = {**dict(ds.info or {}), AUDIT_KEY: audit}
     ds.save()
+
+
+def score_state(ds: fo.Dataset) -> str:
+    """``"scored"``, ``"unscored"`` or ``"incomplete"`` (a scoring run that did not commit: it
+    was killed, failed, or is still writing)."""
+    info = audit_info(ds)
+    if info.get(INCOMPLETE_KEY):
+        return "incomplete"
+    return "scored" if info.get("scored_at") else "unscored"
+
+
+def incomplete_message(ds: fo.Dataset) -> str | None:
+    """What to tell a reader of a dataset whose last scoring did not finish, else None."""
+    mark = audit_info(ds).get(INCOMPLETE_KEY)
+    if not mark:
+        return None
+    mark = mark if isinstance(mark, dict) else {}
+    return (f"dataset {ds.name!r}: its last {mark.get('what', 'scoring')} (started "
+            f"{mark.get('started_at', '?')} UTC) did not finish (killed, failed or still "
+            "running), so its score fields are partly written: score it again "
+            f"(`python -m audit score --name {shlex.quote(ds.name)} --full`)")
+
+
+def check_scores_complete(ds: fo.Dataset) -> None:
+    """ValueError (:func:`incomplete_message`) when the last scoring of ``ds`` did not finish."""
+    message = incomplete_message(ds)
+    if message:
+        raise ValueError(message)
 
 
 def stored_scoring_config(ds: fo.Dataset) -> ScoringConfig | None:
@@ -322,7 +390,8 @@ def dataset_summary(ds: fo.Dataset) -> dict[str, Any]:
 
     Returns:
         ``{"name", "n_samples", "splits": {split: n}, "classes", "n_gt_boxes", "n_pred_boxes",
-        "ingest": {model, imgsz, layers, ...}, "complete", "scored_at"}``.
+        "ingest": {model, imgsz, layers, ...}, "complete", "scored_at", "score_incomplete"}``
+        (``score_incomplete``: :func:`incomplete_message`, None after a finished scoring).
     """
     info = audit_info(ds)
     has_split = "split" in ds.get_field_schema()
@@ -336,6 +405,7 @@ def dataset_summary(ds: fo.Dataset) -> dict[str, Any]:
         "n_pred_boxes": ds.count("predictions.detections") if len(ds) else 0,
         "ingest": {k: info[k] for k in ingest_keys if k in info},
         "complete": bool(info.get("complete")), "scored_at": info.get("scored_at"),
+        "score_incomplete": incomplete_message(ds),
     }
 
 

@@ -40,12 +40,48 @@ def _projection_columns(frame: pd.DataFrame) -> dict[str, NDArray[np.float64]]:
     return out
 
 
+def _field_type(series: pd.Series) -> tuple[type, dict[str, Any]]:
+    """The FiftyOne field type (and its keyword arguments) that holds a frame column."""
+    if pd.api.types.is_bool_dtype(series):
+        return fo.BooleanField, {}
+    if pd.api.types.is_integer_dtype(series):
+        return fo.IntField, {}
+    if pd.api.types.is_numeric_dtype(series) or series.isna().all():
+        return fo.FloatField, {}
+    return fo.StringField, {}
+
+
+def _declare(ds: fo.Dataset, fields: dict[str, tuple[type, dict[str, Any]]]) -> None:
+    """Declare the sample (or detection attribute) fields ``ds`` lacks, before any value is
+    written: a column that is None everywhere (no train split, one image, no box) then stores
+    as "does not apply" instead of failing FiftyOne's type inference halfway through a write."""
+    schema = ds.get_field_schema(flat=True)
+    for path, (ftype, kwargs) in fields.items():
+        if path not in schema:
+            ds.add_sample_field(path, ftype, **kwargs)
+
+
+def _sample_columns(frame: pd.DataFrame) -> list[str]:
+    """The scalar columns of a samples frame that scoring stores."""
+    return [str(c) for c in frame.columns if str(c).endswith("_score")
+            or str(c) in ("cluster", "mistakenness", "neighbour_loss_ratio")]
+
+
+def _declare_samples(ds: fo.Dataset, frame: pd.DataFrame) -> None:
+    """Declare every sample field :func:`_write_samples` will write."""
+    fields = {c: _field_type(frame[c]) for c in _sample_columns(frame)}
+    if "flagged" in frame:
+        fields["flagged"] = (fo.ListField, {"subfield": fo.StringField})
+    for name in _projection_columns(frame):
+        fields[name] = (fo.ListField, {"subfield": fo.FloatField})
+    _declare(ds, fields)
+
+
 def _write_samples(ds: fo.Dataset, frame: pd.DataFrame) -> dict[str, NDArray[np.float64]]:
     """Write score, cluster, flag and projection columns of a samples frame; returns projections."""
     ids = [str(i) for i in frame.index]
-    cols = [c for c in frame.columns if str(c).endswith("_score")
-            or str(c) in ("cluster", "mistakenness", "neighbour_loss_ratio")]
-    for col in cols:
+    _declare_samples(ds, frame)
+    for col in _sample_columns(frame):
         ds.set_values(str(col), dict(zip(ids, (_cell(v) for v in frame[col]), strict=True)),
                       key_field="id")
     if "flagged" in frame:
@@ -70,6 +106,7 @@ def _write_boxes(ds: fo.Dataset, frame: pd.DataFrame) -> None:
         used = [c for c in cols if frame.loc[part, c].notna().any()]
         if not used:
             continue
+        _declare(ds, {f"{field}.detections.{c}": _field_type(frame.loc[part, c]) for c in used})
         nested = ds.values(f"{field}.detections.id")
         for col in used:
             lookup = dict(zip(ids[part], (_cell(v) for v in frame.loc[part, col]), strict=True))

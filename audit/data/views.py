@@ -48,11 +48,8 @@ def open_dataset(name: str) -> Any:
     is nothing to do). ValueError naming the known datasets if ``name`` is absent.
     """
     from audit.data import store
-    from audit.data.review_store import replay_log
 
-    ds = store.load_dataset(name)
-    replay_log(ds, progress=False)
-    return ds
+    return store.load_dataset(name)  # replays the review log (store.replay_reviews)
 
 
 def _first_field(schema: dict, candidates: tuple[str, ...]) -> str | None:
