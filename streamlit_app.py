@@ -45,13 +45,13 @@ def _build_demo() -> None:
         st.rerun()
 
 
-def _score_now(name: str) -> None:
-    """Score dataset ``name`` with a progress bar."""
+def _score_now(name: str, *, full: bool = False) -> None:
+    """Score dataset ``name`` with a progress bar (``full``: every audit, never a re-flag)."""
     from audit.data.scoring import score_dataset
 
     bar = st.progress(0.0, text="Scoring…")
     with shown_errors("Scoring"):
-        score_dataset(name, progress_callback=_progress_callback(bar))
+        score_dataset(name, full=full, progress_callback=_progress_callback(bar))
         cache.clear()
         st.rerun()
 
@@ -64,7 +64,12 @@ def _dataset_facts(name: str) -> None:
     cols[1].metric("Splits", " / ".join(f"{k} {v:,}" for k, v in facts["splits"].items()) or "-")
     cols[2].metric("Classes", len(facts["classes"]))
     st.caption("Classes: " + ", ".join(map(str, facts["classes"])))
-    if facts.get("scored_at"):
+    if facts.get("score_incomplete"):  # a scoring killed or failed mid-write
+        st.error(f"{facts['score_incomplete']}. The audit pages would show a mix of old and "
+                 "new scores.")
+        if st.button("Score again", key="start_rescore", type="primary"):
+            _score_now(name, full=True)
+    elif facts.get("scored_at"):
         st.success(f"Scored at {str(facts['scored_at'])[:16].replace('T', ' ')} (UTC).")
         competence.show_warnings(name)  # a weak model, said before any finding
         _stands_out(name)

@@ -10,7 +10,7 @@ import streamlit as st
 from PIL import Image
 
 from audit.data.inputs import open_image, rgb_array
-from audit.ui import draw
+from audit.ui import cache, draw
 from audit.ui.state import get_state
 
 # Library errors a page shows with st.error instead of a traceback.
@@ -24,6 +24,10 @@ def require_dataset() -> str:
     if not name:
         st.info("Pick or build a dataset on the **Start** page first.")
         st.stop()
+    incomplete = cache.overview(name, cache.version(name)).get("score_incomplete")
+    if incomplete:  # a scoring killed mid-write: its scores are partly old, partly new
+        st.warning(f"{incomplete}. Scores and flags on this page may be wrong until it is "
+                   "scored again (Start page).")
     return name
 
 
