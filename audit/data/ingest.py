@@ -8,7 +8,9 @@ batch: decode the images, run one :meth:`Detector.forward` with the ground truth
 sample documents (ground truth, predictions, per-box features, losses, embedding, metadata) and
 insert them in one bulk write (:mod:`audit.data.sample_docs`). Samples whose filepath is already
 stored are skipped, so an interrupted ingest continues where it stopped and a re-run adds
-nothing; a failing batch adds nothing.
+nothing; a failing batch adds nothing. Two ingests of one name at once (two fresh ones, or two
+resumes) store every image once: the dataset is created with its settings in one write and its
+filepath index is unique (:mod:`audit.data.store_create`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from audit.data.inputs import (
     rgb_array,
 )
 from audit.data.sample_docs import add_sample_docs, sample_doc
+from audit.data.store_create import create_or_load, ensure_unique_filepaths
 from audit.decoys import background_probes
 from audit.reviews import new_dataset_name
 
@@ -233,12 +236,10 @@ def ingest(name: str, *, images: str | Path | None = None, train_json: str | Pat
     splits = read_inputs(images=images, train_json=train_json, val_json=val_json,
                          data_yaml=data_yaml)
     detector, class_map, settings = _prepare(name, splits, model, imgsz, batch, device, layers)
-    created = not fo.dataset_exists(name)
-    if created:
-        ds = store.create_dataset(name, {**settings, "complete": False})
-    else:
-        ds = fo.load_dataset(name)
+    ds, created = create_or_load(name, {**settings, "complete": False})
+    if not created:
         _check_resume(ds, settings)
+        ensure_unique_filepaths(ds)
     try:
         _add_batches(ds, splits, detector, class_map, imgsz, batch, progress, progress_callback)
     except BaseException:
@@ -248,6 +249,7 @@ def ingest(name: str, *, images: str | Path | None = None, train_json: str | Pat
                     ds.delete()
         raise
     store.update_audit_info(ds, complete=True, ingested_at=store.now_iso())
+    store.replay_reviews(ds)  # warns of logged decisions a former dataset of this name left
     return ds
 
 

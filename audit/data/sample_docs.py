@@ -20,10 +20,12 @@ import numpy as np
 from bson import ObjectId
 from fiftyone.core.odm.sample import _generate_rand  # FiftyOne's own draw of _rand
 from numpy.typing import NDArray
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from audit.boxes import xyxy_abs_to_xywh_rel
 from audit.data.store import plain_value
+
+DUPLICATE_KEY = 11000  # MongoDB's error code for a write that breaks a unique index
 
 
 def _feature(row: NDArray) -> list[float] | None:
@@ -107,8 +109,12 @@ def add_sample_docs(ds: fo.Dataset, docs: list[dict[str, Any]]) -> None:
     one, or the first with a new field) goes through FiftyOne's ``add_samples``, which declares
     and validates it; the runs of documents between them go in one raw ``insert_many`` each.
 
+    A document whose filepath the dataset already holds (stored by a concurrent ingest; the
+    filepath index is unique, :mod:`audit.data.store_create`) is refused by the database and
+    skipped; the others of its batch are stored.
+
     Raises:
-        ValueError: the database refused a document (FiftyOne's message).
+        ValueError: the database refused a document for another reason (its message).
     """
     declared = set(ds.get_field_schema()) if len(ds) else set()
     run: list[dict[str, Any]] = []
@@ -118,9 +124,24 @@ def add_sample_docs(ds: fo.Dataset, docs: list[dict[str, Any]]) -> None:
             continue
         _insert(ds, run)
         run = []
-        ds.add_samples([fo.Sample.from_dict(doc)], progress=False)
+        try:
+            ds.add_samples([fo.Sample.from_dict(doc)], progress=False)
+        except ValueError as exc:  # FiftyOne re-raises the BulkWriteError as its message
+            cause = exc.__cause__
+            if not isinstance(cause, BulkWriteError | DuplicateKeyError) or \
+                    not _only_duplicates(cause):
+                raise
         declared = set(ds.get_field_schema())
     _insert(ds, run)
+
+
+def _only_duplicates(exc: BulkWriteError | DuplicateKeyError) -> bool:
+    """True when every error of a write is a duplicate filepath (a sample already stored)."""
+    errors = exc.details.get("writeErrors", []) if isinstance(exc, BulkWriteError) \
+        else [exc.details or {}]
+    return bool(errors) and all(
+        e.get("code") == DUPLICATE_KEY and "filepath" in (e.get("keyPattern") or {})
+        for e in errors)
 
 
 def _insert(ds: fo.Dataset, docs: list[dict[str, Any]]) -> None:
@@ -131,6 +152,7 @@ def _insert(ds: fo.Dataset, docs: list[dict[str, Any]]) -> None:
     rows = [{**d, "_id": ObjectId(), "_rand": _generate_rand(), "_dataset_id": ds._doc.id,
              "created_at": now, "last_modified_at": now} for d in docs]
     try:
-        ds._sample_collection.insert_many(rows, ordered=True)
+        ds._sample_collection.insert_many(rows, ordered=False)
     except BulkWriteError as exc:
-        raise ValueError(exc.details["writeErrors"][0]["errmsg"]) from exc
+        if not _only_duplicates(exc):
+            raise ValueError(exc.details["writeErrors"][0]["errmsg"]) from exc
