@@ -36,16 +36,19 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from audit import constants as C
-from audit.decoys import plant_decoys
+from audit.decoys import origin_id, plant_decoys
+from audit.neighbours import background_likeness, l2_normalise
 
 CALIBRATED_ISSUES = {"spurious": "spawn", "bad_box": "shift", "wrong_class": "flip",
                      "missing": "drop"}  # issue -> the decoy error that plants it
 # pieces of evidence an issue's calibration weighs itself, beside its combined evidence: a
-# spurious label is one no prediction supports, or one that looks unlike any labelled object;
-# which of the two counts more depends on the model (a weak one misses real objects)
-EVIDENCE_COLUMNS = {"spurious": ("far_evidence",)}
+# spurious label is one no prediction supports, one that looks unlike any labelled object, or one
+# that looks more like background than like labelled objects (:func:`background_evidence`);
+# which counts more depends on the model (a weak one misses real objects, which look unlike the
+# labelled ones but not like background)
+EVIDENCE_COLUMNS = {"spurious": ("far_evidence", "background_evidence")}
 _EPS = 1e-4  # evidence is clipped to [_EPS, 1 - _EPS] before its logit
-TIE_WEIGHT = 1e-6  # weight of the raw evidence in the calibrated score (breaks ties only)
+TIE_WEIGHT = 1e-6  # weight of the evidence's rank in the calibrated score (breaks ties only)
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,7 @@ def calibrate_scores(raw: pd.DataFrame, decoy_raw: pd.DataFrame, truth: pd.Serie
     """
     out = raw.copy()
     rows = []
-    tie = _tiebreak(raw)
+    knn = _knn_rank(raw)
     labels = raw["label"].astype(str).to_numpy()
     for issue in CALIBRATED_ISSUES:
         col = f"{issue}_score"
@@ -201,7 +204,7 @@ def calibrate_scores(raw: pd.DataFrame, decoy_raw: pd.DataFrame, truth: pd.Serie
         lr_pos, lr_neg, lr_raw = _log_ratios(issue, col, pos_all, neg_all, raw)
         pos_lab = pos_all["label"].astype(str).to_numpy()
         neg_lab = neg_all["label"].astype(str).to_numpy()
-        new = np.full(len(raw), np.nan)
+        new, lr_total = np.full(len(raw), np.nan), np.full(len(raw), np.nan)
         for label in np.unique(labels[np.isfinite(ev)]):
             pos, neg = lr_pos[pos_lab == label], lr_neg[neg_lab == label]
             p = _class_prior(issue, label, raw, prior)
@@ -210,13 +213,14 @@ def calibrate_scores(raw: pd.DataFrame, decoy_raw: pd.DataFrame, truth: pd.Serie
             mask = (labels == label) & np.isfinite(ev)
             # untouched rows hold real errors at the prior rate: f_u = p f_err + (1 - p) f_ok,
             # so P(wrong | s) = p f_err(s) / f_u(s), the decoys standing in for f_err
-            new[mask] = np.minimum(1.0, p * np.exp(lr_raw[mask] + fitted))
+            lr_total[mask] = lr_raw[mask] + fitted + np.log(p)
+            new[mask] = np.minimum(1.0, np.exp(lr_total[mask]))
             rows.append({"issue": issue, "label": label, "n_decoys": len(pos), "n_clean": len(neg),
                          "prior": p, "offset": fitted,
                          "auroc": _auroc(pos_all.loc[pos_lab == label, col].to_numpy(float),
                                          neg_all.loc[neg_lab == label, col].to_numpy(float))})
-        out[col] = np.where(np.isfinite(new), (1 - 2 * TIE_WEIGHT) * new + TIE_WEIGHT * (
-            np.nan_to_num(ev) + tie), np.nan)
+        out[col] = np.where(np.isfinite(new), (1 - TIE_WEIGHT) * new + TIE_WEIGHT * _tie_rank(
+            lr_total, ev, knn), np.nan)
     table = pd.DataFrame(rows, columns=["issue", "label", "n_decoys", "n_clean", "prior",
                                         "offset", "auroc"])
     return out, CalibrationSummary(table)
@@ -233,8 +237,9 @@ def _log_ratios(issue: str, col: str, pos: pd.DataFrame, neg: pd.DataFrame,
     """``log f_decoy / f_untouched`` of the decoys, the untouched rows and the real rows: from
     the logistic fit on several pieces of evidence (``EVIDENCE_COLUMNS``) where the issue has
     them and one separates, else from the isotonic fit on the combined evidence."""
-    extra = EVIDENCE_COLUMNS.get(issue, ())
-    if extra and all(c in raw and c in pos and c in neg for c in extra) and len(pos) and len(neg):
+    extra = tuple(c for c in EVIDENCE_COLUMNS.get(issue, ())
+                  if c in raw and c in pos and c in neg)
+    if extra and len(pos) and len(neg):
         fit = _evidence_fit(_columns(pos, col, extra), _columns(neg, col, extra))
         if fit is not None:
             return (fit(_columns(pos, col, extra)), fit(_columns(neg, col, extra)),
@@ -258,14 +263,27 @@ def _class_prior(issue: str, label: str | None, raw: pd.DataFrame, prior: float)
     return float(np.clip(prior * max(n_gt, 1) / max(n_pred, 1), 1e-4, 0.5))
 
 
-def _tiebreak(raw: pd.DataFrame) -> NDArray:
-    """A tie-breaker in [0, 1e-3]: how unlike labelled objects the box looks (rank of its kNN
-    distance), 0 where unknown."""
+def _knn_rank(raw: pd.DataFrame) -> NDArray:
+    """How unlike labelled objects each box looks: its kNN distance (0 where unknown)."""
     if "knn_distance" not in raw:
         return np.zeros(len(raw))
-    d = raw["knn_distance"].to_numpy(float)
-    r = pd.Series(d).rank(pct=True).to_numpy()
-    return 1e-3 * np.nan_to_num(r)
+    return np.nan_to_num(raw["knn_distance"].to_numpy(float))
+
+
+def _tie_rank(lr: NDArray, evidence: NDArray, knn: NDArray) -> NDArray:
+    """Rank in [0, 1] of each row by its log-likelihood ratio (with the prior), then its
+    evidence, then its kNN distance: the order of rows whose probabilities tie (at the cap of
+    1), so that the strongest evidence comes first, never the row order."""
+    keys = (knn, np.nan_to_num(evidence), np.nan_to_num(lr, nan=-1e300))
+    order = np.lexsort(keys)
+    if not len(order):
+        return np.zeros(0)
+    step = np.zeros(len(order), bool)  # rows whose keys all equal share one rank
+    for key in keys:
+        step[1:] |= np.diff(key[order]) != 0
+    rank = np.empty(len(lr))
+    rank[order] = np.cumsum(step) / max(int(step.sum()), 1)
+    return rank
 
 
 def calibrated_box_scores(boxes: pd.DataFrame, box_features: NDArray | None,
@@ -300,6 +318,12 @@ def calibrated_box_scores(boxes: pd.DataFrame, box_features: NDArray | None,
         return raw.copy(), CalibrationSummary(pd.DataFrame())
     kwargs = dict(scorer_kwargs or {})
     decoy_raw, _ = score_boxes(world.boxes, world.features, world.samples, **kwargs)
+    if probes is not None and probes[1] is not None and box_features is not None:
+        k = int(kwargs.get("k", C.KNN_K))
+        raw = raw.assign(background_evidence=background_evidence(
+            raw, boxes, box_features, probes, k=k))
+        decoy_raw = decoy_raw.assign(background_evidence=background_evidence(
+            decoy_raw, world.boxes, world.features, probes, k=k))
     out, summary = calibrate_scores(raw, decoy_raw, world.truth, prior=prior, min_fit=min_fit)
     thr = dict.fromkeys(CALIBRATED_ISSUES, C.FLAG_PROBABILITY) | (thresholds or {})
     conf = boxes.set_index(boxes["box_id"].astype(str))["confidence"].reindex(
@@ -310,3 +334,23 @@ def calibrated_box_scores(boxes: pd.DataFrame, box_features: NDArray | None,
                                                   threshold=thr[issue],
                                                   missing_flag_conf=missing_flag_conf)
     return out, summary
+
+
+def background_evidence(frame: pd.DataFrame, boxes: pd.DataFrame, box_features: NDArray,
+                        probes: tuple[pd.DataFrame, NDArray], *, k: int) -> NDArray:
+    """Per row of ``frame`` (the scorer's output on ``boxes``): for labels,
+    :func:`audit.neighbours.background_likeness` against the background ``probes`` of other
+    images (a decoy copy and its original count as one image), NaN elsewhere."""
+    probe_frame, probe_feat = probes
+    gt = (boxes["source"] == "gt").to_numpy()
+    ids = boxes.loc[gt, "box_id"].astype(str).to_numpy()
+    images = pd.factorize(pd.concat([
+        boxes.loc[gt, "sample_id"].astype(str).map(origin_id),
+        probe_frame["sample_id"].astype(str)], ignore_index=True))[0]
+    d_obj = frame["knn_distance"].reindex(ids).to_numpy(float) if "knn_distance" in frame \
+        else np.full(len(ids), np.nan)
+    like = background_likeness(l2_normalise(np.asarray(box_features)[gt]), images[: len(ids)],
+                               l2_normalise(probe_feat), images[len(ids):], d_obj, k=k)
+    out = pd.Series(np.nan, index=frame.index.astype(str))
+    out.loc[ids] = like
+    return out.to_numpy()

@@ -20,6 +20,13 @@ from audit import boxes as B
 from audit import constants as C
 from audit.frames import xyxy
 
+DECOY_SUFFIX = "~decoy"  # a copy's sample id is its original's with this suffix
+
+
+def origin_id(sample_id: str) -> str:
+    """The id of the image a decoy copy was made from (any other id unchanged)."""
+    return sample_id.removesuffix(DECOY_SUFFIX)
+
 
 @dataclass(frozen=True)
 class DecoyWorld:
@@ -179,8 +186,8 @@ def plant_decoys(boxes: pd.DataFrame, box_features: NDArray | None, samples: pd.
     for sid in chosen:
         idx = by_sample[sid]
         rows = boxes.iloc[idx].copy()
-        rows["sample_id"] = f"{sid}~decoy"
-        rows["box_id"] = rows["box_id"].astype(str) + "~decoy"
+        rows["sample_id"] = f"{sid}{DECOY_SUFFIX}"
+        rows["box_id"] = rows["box_id"].astype(str) + DECOY_SUFFIX
         f = None if feats is None else feats[idx].copy()
         width, height = _image_size(rows, sample_rows.loc[sid])
         is_gt = gt_mask[idx]
@@ -230,7 +237,7 @@ def plant_decoys(boxes: pd.DataFrame, box_features: NDArray | None, samples: pd.
                 new = _spawn(rng, xy[gts[j % len(gts)]], taken, width, height)
                 feat = None
             if new is not None:
-                spawned.append({"sample_id": f"{sid}~decoy", "box_id": f"{sid}~spawn{j}",
+                spawned.append({"sample_id": f"{sid}{DECOY_SUFFIX}", "box_id": f"{sid}~spawn{j}",
                                 "source": "gt", "x1": new[0], "y1": new[1], "x2": new[2],
                                 "y2": new[3], "label": rng.choice(classes, p=freq),
                                 "confidence": np.nan, "iscrowd": False})
@@ -246,6 +253,6 @@ def plant_decoys(boxes: pd.DataFrame, box_features: NDArray | None, samples: pd.
     decoy_boxes = pd.concat(out_rows, ignore_index=True)
     decoy_boxes = decoy_boxes.astype({c: boxes[c].dtype for c in ("x1", "y1", "x2", "y2")})
     decoy_samples = sample_rows.loc[chosen].copy()
-    decoy_samples.index = pd.Index([f"{s}~decoy" for s in chosen], name=samples.index.name)
+    decoy_samples.index = pd.Index([f"{s}{DECOY_SUFFIX}" for s in chosen], name=samples.index.name)
     return DecoyWorld(decoy_boxes, None if feats is None else np.concatenate(out_feats),
                       decoy_samples, pd.Series(truth, dtype=object))

@@ -207,3 +207,37 @@ def _expand(ev: NeighbourEvidence, rows: NDArray, n: int) -> NeighbourEvidence:
     out.distance[rows], out.share_own[rows] = ev.distance, ev.share_own
     out.top_other[rows], out.share_other[rows] = ev.top_other, ev.share_other
     return out
+
+
+def background_likeness(query_feat: NDArray, query_image: NDArray[np.int64],
+                        probe_feat: NDArray, probe_image: NDArray[np.int64],
+                        object_distance: NDArray, *, k: int) -> NDArray[np.float64]:
+    """How much more each query box looks like background than like a labelled object, in
+    [0, 1]: ``d_obj / (d_obj + d_bg)``, with ``d_obj`` its kNN distance to labelled boxes
+    (``object_distance``) and ``d_bg`` its mean cosine distance to the ``k`` nearest background
+    probes of other images (label-sized boxes drawn at ingest where no label or confident
+    prediction lies). 0.5: as close to either; NaN where a distance is unknown.
+
+    A label drawn on background sits near the probes; an object the model misses (a dead
+    tree, a rare pose) is far from the labelled objects and from background alike, so this
+    tells the two apart where the model's disagreement cannot.
+
+    Example:
+        >>> f = l2_normalise(np.array([[1.0, 0.0], [0.0, 1.0], [0.1, 1.0]]))
+        >>> background_likeness(f[:1], np.array([0]), f[1:], np.array([1, 2]),
+        ...                     np.array([0.9]), k=2).round(2).tolist()
+        [0.49]
+    """
+    out = np.full(len(query_feat), np.nan)
+    ok_q = np.isfinite(query_feat).all(axis=1) if len(query_feat) else np.zeros(0, bool)
+    ok_p = np.isfinite(probe_feat).all(axis=1) if len(probe_feat) else np.zeros(0, bool)
+    if not ok_q.any() or not ok_p.any():
+        return out
+    zeros_p, zeros_q = np.zeros(int(ok_p.sum()), np.int64), np.zeros(int(ok_q.sum()), np.int64)
+    ev = knn_evidence(probe_feat[ok_p], probe_image[ok_p], zeros_p, query_feat[ok_q],
+                      query_image[ok_q], zeros_q, k=k)
+    d_obj = np.asarray(object_distance, float)[ok_q]
+    total = d_obj + ev.distance
+    like = np.where(total > 0, d_obj / np.where(total > 0, total, 1.0), 0.5)
+    out[ok_q] = np.where(np.isfinite(total), like, np.nan)
+    return out

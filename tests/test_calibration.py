@@ -111,7 +111,7 @@ def test_order_within_an_issue_and_class_is_kept(recall):
                 # strictly monotone: a higher evidence never gets a lower probability
                 order = np.argsort(r[ok], kind="stable")
                 assert (np.diff(c[ok][order]) >= -1e-12).all(), issue
-                assert spearmanr(r[ok], c[ok]).statistic > 0.99
+                assert spearmanr(r[ok], c[ok]).statistic > 0.99, issue
 
 
 def test_probabilities_stay_in_range_and_evidence_is_kept():
@@ -170,3 +170,58 @@ def test_spawn_decoys_go_on_the_probes_with_their_features():
     assert len(rows) == 20 and (rows["x1"] == 600).all()
     at = world.boxes["box_id"].isin(spawned).to_numpy()
     assert (world.features[at] == 7.0).all()
+
+
+def test_background_likeness_tells_background_from_an_unusual_object():
+    from audit.neighbours import background_likeness, l2_normalise
+
+    rng = np.random.default_rng(0)
+    background = l2_normalise(rng.normal([0, 5, 0], 1, (40, 3)))  # probes of 40 images
+    on_background = l2_normalise(rng.normal([0, 5, 0], 1, (1, 3)))
+    odd_object = l2_normalise(rng.normal([3, 0, 3], 1, (1, 3)))  # unlike labels and background
+    far_from_labels = np.array([0.6])  # both look unlike the labelled objects alike
+    args = (np.arange(40), far_from_labels)
+    bg = background_likeness(on_background, np.array([99]), background, *args, k=5)
+    obj = background_likeness(odd_object, np.array([99]), background, *args, k=5)
+    assert bg[0] > 0.8 > 0.5 > obj[0]
+    # probes of the box's own image never vote: with only those, nothing is known
+    alone = background_likeness(on_background, np.array([0]), background[:1], np.array([0]),
+                                far_from_labels, k=5)
+    assert np.isnan(alone).all()
+
+
+def test_ties_at_the_cap_are_ordered_by_the_evidence_not_the_rows():
+    lr = np.array([3.0, 5.0, 4.0, 4.0, np.nan])
+    ev = np.array([0.9, 0.9, 0.8, 0.95, np.nan])
+    rank = K._tie_rank(lr, ev, np.zeros(5))
+    assert list(np.argsort(rank)) == [4, 0, 2, 3, 1]
+    same = K._tie_rank(np.ones(3), np.ones(3), np.zeros(3))
+    assert len(set(same)) == 1  # equal evidence: one rank, whatever the row order
+
+
+def test_a_label_on_background_outranks_an_object_the_model_misses():
+    """Both have no prediction; the background label's feature sits among the probes, the
+    missed object's among the labelled objects' (a dead tree still looks like a tree more than
+    like bare ground). With probes, the calibration puts the background label first."""
+    rng = np.random.default_rng(3)
+    boxes, samples = _world(model_recall=0.9)
+    n = len(boxes)
+    feats = np.where((boxes["source"] == "gt").to_numpy()[:, None],
+                     rng.normal([5, 0, 0, 0], 0.7, (n, 4)), rng.normal([5, 0, 0, 0], 0.7, (n, 4)))
+    probe_rows = [gt(f"s{s}", (560, 400, 600, 440), "car") for s in range(60)]
+    probe_frame = boxes_frame(probe_rows).assign(source="probe")
+    probe_feats = rng.normal([0, 5, 0, 0], 0.7, (60, 4))
+    unsupported = boxes.index[(boxes["source"] == "gt").to_numpy()][:2]
+    bg_id, obj_id = boxes.loc[unsupported, "box_id"]
+    feats[unsupported[0]] = rng.normal([0, 5, 0, 0], 0.7)  # drawn on background
+    keep = ~boxes["box_id"].isin([bg_id, obj_id]) | (boxes["source"] == "gt")
+    sids = boxes.loc[unsupported, "sample_id"]
+    keep &= ~((boxes["source"] == "pred") & boxes["sample_id"].isin(sids)
+              & (boxes["confidence"] > 0.5))  # no prediction supports either label
+    boxes, feats = boxes[keep.to_numpy()].reset_index(drop=True), feats[keep.to_numpy()]
+    raw, _ = score_boxes(boxes, feats, samples)
+    cal, _ = K.calibrated_box_scores(boxes, feats, samples, raw, per_type=120,
+                                     probes=(probe_frame, probe_feats))
+    assert "background_evidence" in cal
+    assert cal.loc[bg_id, "background_evidence"] > cal.loc[obj_id, "background_evidence"]
+    assert cal.loc[bg_id, "spurious_score"] > cal.loc[obj_id, "spurious_score"]
