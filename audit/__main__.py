@@ -1,4 +1,4 @@
-"""Command line: ``python -m audit {demo-world, train-demo, demo, ingest, score, export, bench}``.
+"""Command line: ``python -m audit <command>``: ingest, score, export, reviews, demo, bench, ...
 
 Every subcommand runs headless with a tqdm progress bar; a bad input ends the command with one
 clear line on stderr (``error: ...``, a list of input problems joined with ``;``) and exit code 2,
@@ -99,6 +99,13 @@ def _parser() -> argparse.ArgumentParser:
                         "(coco) or .csv (relabel-csv)")
     e.add_argument("--split", choices=C.SPLITS, default=None)
 
+    rv = sub.add_parser("reviews", help="a dataset's review decisions by state; --reapply "
+                        "re-applies those of samples no longer in it (ingested again)")
+    rv.add_argument("--name", required=True)
+    rv.add_argument("--reapply", action="store_true",
+                    help="re-apply orphaned decisions to the samples now at their file paths, "
+                         "matching boxes by label and place")
+
     b = sub.add_parser("bench", help="benchmarks: finding power, speed, train/val leaks")
     b.add_argument("which", choices=("findings", "speed", "ingest", "app", "leaks"))
     b.add_argument("--size", default="full", choices=("small", "full"))
@@ -152,6 +159,25 @@ def _show_config(name: str | None) -> str:
     stored = store.stored_scoring_config(store.load_dataset(name))
     what = "the settings it was scored with" if stored else "none stored: the defaults"
     return (stored or DEFAULT).to_toml(f"scoring settings of dataset {name!r}: {what}")
+
+
+def _reviews(name: str, reapply: bool) -> str:
+    """Run ``reviews``: the log's decisions by state, after re-applying orphans if asked."""
+    from audit.data import store
+    from audit.data.review_reapply import reapply_orphaned
+    from audit.data.review_store import list_decisions
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the orphan warning: this command is its answer
+        ds = store.load_dataset(name)
+    lines = [reapply_orphaned(ds).summary(name)] if reapply else []
+    counts = list_decisions(ds)["state"].value_counts()
+    states = ", ".join(f"{n} {state}" for state, n in counts.items()) or "no decision"
+    lines.append(f"dataset {name!r}: review log holds {states}")
+    if not reapply and counts.get("sample_missing", 0):
+        lines.append("re-apply the sample_missing ones with "
+                     f"`python -m audit reviews --name {name} --reapply`")
+    return "\n".join(lines)
 
 
 def one_line(exc: BaseException) -> str:
@@ -217,6 +243,8 @@ def _run(args: argparse.Namespace) -> int:
         from audit.data.exports import run_export
 
         print(run_export(args.name, args.format, args.out, split=args.split).summary)
+    elif args.command == "reviews":
+        print(_reviews(args.name, args.reapply))
     elif args.command == "bench":
         from audit.bench import run_bench
 

@@ -175,6 +175,22 @@ def apply_state(dets: list[dict], state: dict) -> list[dict]:
     return out
 
 
+def stable_key(doc: dict[str, Any], decision: Decision) -> dict[str, Any]:
+    """What finds the decision's sample and box again once the dataset is ingested anew (new
+    ids): the image's file path and, for a box decision, the box as it is now (``source`` gt or
+    pred, ``label``, relative ``bounding_box``). Stored in the log record's ``before`` state."""
+    key: dict[str, Any] = {"filepath": doc.get("filepath")}
+    if decision.box_id:
+        preds = (doc.get("predictions") or {}).get("detections") or []
+        for source, dets in (("gt", current_boxes(doc)), ("pred", preds)):
+            _, det = find_box(dets, decision.box_id)
+            if det is not None:
+                key["box"] = {"source": source, "label": det.get("label"),
+                              "bounding_box": [float(v) for v in det.get("bounding_box") or []]}
+                break
+    return key
+
+
 def touched(record: LogRecord) -> set[str]:
     """What a logged decision touched: its box ids (gt and accepted prediction), or image."""
     ids = {record.decision.box_id, record.before.get("box_id"), record.after.get("box_id")}

@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shlex
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -60,6 +61,7 @@ from audit.data.review_plan import (
     checked_decision,
     current_boxes,
     plan,
+    stable_key,
     touched,
 )
 from audit.reviews import (
@@ -72,8 +74,9 @@ from audit.reviews import (
 
 REVIEWED_STATUSES = ("confirmed", "fixed", "relabel")  # statuses that count as reviewed
 LOCK_NAME = "reviews.lock"  # writer lock file next to a dataset's review log
-_PROJECTION = {k: 1 for k in ("ground_truth", REVIEWED_FIELD, "predictions", "metadata", "width",
-                              "height", "review_revision", "review_status", "review_decision_ids")}
+_PROJECTION = {k: 1 for k in ("filepath", "ground_truth", REVIEWED_FIELD, "predictions", "metadata",
+                              "width", "height", "review_revision", "review_status",
+                              "review_decision_ids")}
 
 
 class ReviewConflict(ValueError):
@@ -215,7 +218,8 @@ def _rebase(ds: fo.Dataset, decision: Decision, doc: dict, home) -> Decision:
     return replace(decision, base_revision=current)
 
 
-def record_decision(ds: fo.Dataset, decision: Decision, *, home=None) -> ReviewOutcome:
+def record_decision(ds: fo.Dataset, decision: Decision, *, home=None,
+                    reapplied_from: str | None = None) -> ReviewOutcome:
     """Log and apply one decision atomically (see the module docstring for the order).
 
     Args:
@@ -225,6 +229,8 @@ def record_decision(ds: fo.Dataset, decision: Decision, *, home=None) -> ReviewO
             is rebased (logged and applied with ``base_revision`` = the current revision, the
             revision it was made on kept as ``rebased_from`` in the record's ``after`` state).
         home: folder holding the review logs (default ``constants.AUDIT_HOME``).
+        reapplied_from: the id of an orphaned decision this one re-applies (kept in the
+            record's ``after`` state; see :mod:`audit.data.review_reapply`).
 
     Returns:
         A :class:`ReviewOutcome` (its ``decision`` is the one applied, rebased or not);
@@ -249,7 +255,7 @@ def record_decision(ds: fo.Dataset, decision: Decision, *, home=None) -> ReviewO
     decision = checked_decision(_load_doc(ds, decision.sample_id), decision, class_names(ds))
     ensure_review_fields(ds)
     with writer_lock(ds.name, home=home):
-        return _record_locked(ds, decision, home)
+        return _record_locked(ds, decision, home, reapplied_from)
 
 
 def class_names(ds: fo.Dataset) -> list[str]:
@@ -264,7 +270,8 @@ def class_names(ds: fo.Dataset) -> list[str]:
     return sorted(map(str, used))
 
 
-def _record_locked(ds: fo.Dataset, decision: Decision, home) -> ReviewOutcome:
+def _record_locked(ds: fo.Dataset, decision: Decision, home,
+                   reapplied_from: str | None = None) -> ReviewOutcome:
     """Body of :func:`record_decision`, run under the writer lock."""
     doc = _load_doc(ds, decision.sample_id)
     applied = doc.get("review_decision_ids") or []
@@ -281,7 +288,9 @@ def _record_locked(ds: fo.Dataset, decision: Decision, home) -> ReviewOutcome:
     before, after = plan(doc, decision, history)
     if decision.base_revision != seen:
         after = {**after, "rebased_from": seen}
-    record = LogRecord(decision, before, after)
+    if reapplied_from:
+        after = {**after, "reapplied_from": reapplied_from}
+    record = LogRecord(decision, {**before, "key": stable_key(doc, decision)}, after)
     append_record(record, home=home)
     if not _write(ds, doc, record):
         doc = _load_doc(ds, decision.sample_id)
@@ -331,11 +340,16 @@ def replay_log(ds: fo.Dataset, *, home=None, progress: bool = True) -> int:
 def _replay_locked(ds: fo.Dataset, records: list[LogRecord], progress: bool) -> int:
     """Body of :func:`replay_log`, run under the writer lock."""
     state = _revisions(ds, {r.decision.sample_id for r in records})
-    missing = {r.decision.sample_id for r in records} - set(state)
-    if missing:
-        warnings.warn(f"review log of {ds.name!r}: {len(missing)} sample(s) no longer in the "
-                      f"dataset, their decisions are skipped (e.g. {sorted(missing)[0]})",
-                      stacklevel=2)
+    reapplied = {r.after.get("reapplied_from") for r in records}
+    orphans = [r for r in records if r.decision.sample_id not in state
+               and r.decision.decision_id not in reapplied]
+    if orphans:
+        missing = sorted({r.decision.sample_id for r in orphans})
+        warnings.warn(f"review log of {ds.name!r}: {len(orphans)} decision(s) on "
+                      f"{len(missing)} sample(s) no longer in the dataset (deleted, or the "
+                      f"dataset was ingested again; e.g. sample {missing[0]}): re-apply them by "
+                      f"file path and box with `python -m audit reviews --name "
+                      f"{shlex.quote(ds.name)} --reapply`", stacklevel=3)
     applied = 0
     for record in tqdm(records, desc="replay reviews", disable=not progress):
         d = record.decision
@@ -358,19 +372,23 @@ def list_decisions(ds: fo.Dataset, *, sample_id: str | None = None, home=None) -
     Returns:
         One row per decision: the :class:`Decision` fields, ``state`` (``applied``; ``pending``:
         logged but not applied, :func:`replay_log` would apply it; ``rejected``: lost a race;
-        ``sample_missing``: the sample is no longer in the dataset),
+        ``sample_missing``: the sample is no longer in the dataset; ``reapplied``: it was not,
+        and a later decision re-applied it to the sample now at its file path, see
+        :mod:`audit.data.review_reapply`),
         and ``revision`` (the sample revision it produced; NaN unless applied).
     """
     records = read_records(ds.name, sample_id=sample_id, home=home)
     columns = [*Decision.__dataclass_fields__, "state", "revision"]
     state = _revisions(ds, {r.decision.sample_id for r in records})
     simulated = {sid: rev for sid, (rev, _) in state.items()}
+    reapplied = {r.after.get("reapplied_from") for r in records}
     rows = []
     for record in records:
         d = record.decision
         _, ids = state.get(d.sample_id, (0, []))
         if d.sample_id not in state:
-            row_state, produced = "sample_missing", float("nan")
+            row_state = "reapplied" if d.decision_id in reapplied else "sample_missing"
+            produced = float("nan")
         elif d.decision_id in ids:
             row_state, produced = "applied", float(ids.index(d.decision_id) + 1)
         elif d.base_revision == simulated[d.sample_id]:

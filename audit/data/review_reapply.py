@@ -1,0 +1,158 @@
+"""Re-applying orphaned review decisions: a dataset deleted and ingested again under its name.
+
+The review log (``<AUDIT_HOME>/<dataset>/reviews.jsonl``) outlives the dataset, but its decisions
+name samples and boxes by FiftyOne ids, which a new ingest draws anew: every decision of the old
+dataset is then ``sample_missing`` (:func:`audit.data.review_store.list_decisions`). Each log
+record also holds a stable key (:func:`audit.data.review_plan.stable_key`): the image's file path
+and the box it was about (source, label, relative box). :func:`reapply_orphaned` finds the sample
+now at that file path and the box with that label at that place (within ``GT_TOLERANCE`` for a
+label, ``PRED_TOLERANCE`` for a prediction, which the new ingest recomputed) and records the
+decision again, in log order, as a new decision whose record names the one it re-applies
+(``after["reapplied_from"]``); the old one then reads ``reapplied``. Decisions that cannot be
+placed (the image or the box is gone or changed, a log written before keys were stored) are left
+as they are and reported with the reason. Running it again re-applies nothing twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import fiftyone as fo
+
+from audit.data.review_plan import current_boxes
+from audit.data.review_store import (
+    _load_doc,
+    _revisions,
+    current_revision,
+    ensure_review_fields,
+    record_decision,
+)
+from audit.reviews import LogRecord, read_records
+
+GT_TOLERANCE = 1e-6  # a label box matches at this largest difference of relative coordinates
+PRED_TOLERANCE = 1e-3  # a prediction, recomputed by the new ingest, at this one
+
+
+@dataclass(frozen=True)
+class ReapplyReport:
+    """What :func:`reapply_orphaned` did.
+
+    Attributes:
+        orphaned: decisions on samples no longer in the dataset, not re-applied before.
+        reapplied: how many of them are applied now.
+        skipped: ``(decision_id, reason)`` for each one left as it was.
+    """
+
+    orphaned: int
+    reapplied: int
+    skipped: tuple[tuple[str, str], ...] = field(default=())
+
+    def summary(self, name: str) -> str:
+        """One line for the command line."""
+        line = (f"dataset {name!r}: re-applied {self.reapplied} of {self.orphaned} orphaned "
+                "review decision(s) by file path and box")
+        if self.skipped:
+            reasons = sorted({reason for _, reason in self.skipped})
+            line += f"; {len(self.skipped)} left as they were ({'; '.join(reasons[:3])})"
+        return line
+
+
+def orphaned_records(ds: fo.Dataset, *, home=None) -> list[LogRecord]:
+    """The logged decisions whose sample is not in ``ds`` and that nothing re-applied yet, in
+    log order, without those that had lost a race in their time (never applied there)."""
+    records = [r for r in read_records(ds.name, home=home) if r.decision.dataset == ds.name]
+    present = _revisions(ds, {r.decision.sample_id for r in records})
+    reapplied = {r.after.get("reapplied_from") for r in records}
+    simulated: dict[str, int] = {}
+    out = []
+    for r in records:
+        d = r.decision
+        if d.sample_id in present:
+            continue
+        revision = simulated.get(d.sample_id, 0)
+        if d.base_revision != revision:
+            continue  # rejected (lost a race) when it was made
+        simulated[d.sample_id] = revision + 1
+        if d.decision_id not in reapplied:
+            out.append(r)
+    return out
+
+
+def reapply_orphaned(ds: fo.Dataset, *, home=None) -> ReapplyReport:
+    """Re-apply the decisions of samples no longer in ``ds`` to the samples now at their file
+    paths, matching boxes by label and place (see the module docstring).
+
+    Returns:
+        A :class:`ReapplyReport`. Once a decision of an old sample cannot be placed, its later
+        decisions are left too (each builds on the one before).
+
+    Example:
+        >>> reapply_orphaned(store.load_dataset("my-data")).reapplied  # doctest: +SKIP
+        20
+    """
+    orphans = orphaned_records(ds, home=home)
+    if not orphans:
+        return ReapplyReport(0, 0)
+    ensure_review_fields(ds)
+    by_path = dict(zip(ds.values("filepath"), ds.values("id"), strict=True))
+    box_map: dict[str, str] = {}
+    failed: dict[str, str] = {}  # old sample id -> why its chain stopped
+    skipped, done = [], 0
+    for record in orphans:
+        old_sample = record.decision.sample_id
+        reason = failed.get(old_sample) or _reapply(ds, record, by_path, box_map, home)
+        if reason:
+            failed.setdefault(old_sample, f"after an earlier one: {reason}")
+            skipped.append((record.decision.decision_id, reason))
+        else:
+            done += 1
+    return ReapplyReport(len(orphans), done, tuple(skipped))
+
+
+def _reapply(ds: fo.Dataset, record: LogRecord, by_path: dict[str, str],
+             box_map: dict[str, str], home) -> str | None:
+    """Record one orphaned decision again on its sample now; None, or why it cannot be."""
+    key = record.before.get("key")
+    if not isinstance(key, dict) or not key.get("filepath"):
+        return "logged before review records kept the file path"
+    sample_id = by_path.get(key["filepath"])
+    if sample_id is None:
+        return f"{key['filepath']} is not in the dataset"
+    old = record.decision
+    box_id = None
+    if old.box_id:
+        box_id = box_map.get(old.box_id) or _match(_load_doc(ds, sample_id), key.get("box"))
+        if box_id is None:
+            box = key.get("box") or {}
+            return (f"{key['filepath']} holds no {box.get('source', '')} box "
+                    f"{box.get('label')!r} at {box.get('bounding_box')}")
+    decision = replace(old, decision_id=uuid.uuid4().hex, sample_id=sample_id, box_id=box_id,
+                       base_revision=current_revision(ds, sample_id))
+    try:
+        outcome = record_decision(ds, decision, home=home, reapplied_from=old.decision_id)
+    except ValueError as exc:  # nothing to undo, a label no longer a class, ...
+        return str(exc)
+    if old.box_id:
+        box_map[old.box_id] = box_id
+    if record.after.get("box_id") and outcome.box_id:
+        box_map[str(record.after["box_id"])] = outcome.box_id
+    return None
+
+
+def _match(doc: dict[str, Any], box: dict[str, Any] | None) -> str | None:
+    """Id of the detection of ``doc`` with the key's source, label and relative box, or None."""
+    if not box:
+        return None
+    source = box.get("source")
+    dets = current_boxes(doc) if source == "gt" else \
+        ((doc.get("predictions") or {}).get("detections") or [])
+    tolerance = GT_TOLERANCE if source == "gt" else PRED_TOLERANCE
+    want = [float(v) for v in box.get("bounding_box") or []]
+    for det in dets:
+        have = [float(v) for v in det.get("bounding_box") or []]
+        if det.get("label") == box.get("label") and len(have) == len(want) == 4 and \
+                max(abs(a - b) for a, b in zip(have, want, strict=True)) <= tolerance:
+            return str(det["_id"])
+    return None
