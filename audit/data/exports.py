@@ -3,21 +3,25 @@
 Corrected labels = ``ground_truth_reviewed`` where a sample was reviewed, else ``ground_truth``
 (see :func:`audit.data.review_store.corrected_detections`); they go through FiftyOne's own
 exporters. Every export is atomic: it is written to a temporary file or folder inside ``out_dir``
-and moved into place with ``os.replace``, so a failure leaves ``out_dir`` as it was (a folder
-export that replaces an older one swaps two renames; the old copy is removed after the swap).
-Nothing is written outside ``out_dir``; dataset names with path separators or ``..`` are refused.
-Files and folders get the modes ``open`` and ``mkdir`` would give them (0644 / 0755 under the
-usual umask 022), not a temporary file's 0600 / 0700.
+and moved into place with ``os.replace``, so a failure leaves ``out_dir`` as it was; a YOLO
+export replaces an older one only when that folder holds nothing but an export's files, and
+refuses otherwise, naming the user's files (:mod:`audit.data.export_files`). Nothing is written
+outside ``out_dir``; dataset names with path separators or ``..`` are refused. Files and folders
+get the modes ``open`` and ``mkdir`` would give them, not a temporary file's 0600 / 0700.
 
 Outputs (``<tag>`` = dataset name, plus ``-<split>`` when a split is given), in ``out_dir``, or
 at ``out_dir`` itself when it ends in the format's suffix (``.json`` for coco, ``.csv`` for
 relabel-csv) and is not a folder:
 
 - ``coco``: ``<tag>-coco.json``; boxes ``[x, y, w, h]`` absolute px, category ids 1..K in the
-  model's class order, ``file_name`` relative to the images' common folder, attributes
-  ``coco_id`` (original annotation id) and ``review_status`` kept.
+  model's class order, attributes ``coco_id`` (original annotation id) and ``review_status``
+  kept. ``file_name`` is the one of the COCO JSON the image was ingested from (relative to that
+  ingest's ``--images``, also for a symlinked image); an image ingested from a data.yaml gets
+  its path relative to the common folder of all the dataset's images. Both are the same whatever
+  ``split`` is exported, so the export ingests again with the same ``--images``.
 - ``yolo``: folder ``<tag>-yolo/`` with ``dataset.yaml``, ``labels/<split>/*.txt`` (class id,
-  normalised cx cy w h) and ``images/<split>/`` symlinks to the original images (no copy).
+  normalised cx cy w h) and ``images/<split>/`` symlinks to the original images (no copy), by
+  file name (clashing names numbered); it ingests again with ``--data-yaml``.
   Crowd boxes (``iscrowd``) are left out, as ultralytics' own COCO converter does: YOLO txt has
   no crowd flag, and a crowd box as an ordinary object teaches the model a wrong box.
 - ``relabel-csv``: ``<tag>-relabel.csv``, one row per flagged box or image (see
@@ -29,15 +33,11 @@ output); :func:`export` returns the path alone.
 
 from __future__ import annotations
 
-import contextlib
-import logging
+import json
 import os
 import shlex
-import shutil
-import tempfile
-import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ from audit import constants as C
 from audit import issues as I
 from audit.config import ScoringConfig
 from audit.data import store
+from audit.data.export_files import atomic_dir, atomic_file, prepare_out_dir, quiet_merge_notice
 from audit.data.review_store import REVIEWED_FIELD, corrected_detections
 from audit.data.views import flagged_view, scoring_config
 from audit.mistakenness import is_flagged
@@ -87,72 +88,6 @@ def _dataset(name_or_ds: str | fo.Dataset) -> fo.Dataset:
     return store.load_dataset(safe_name(name_or_ds))
 
 
-def prepare_out_dir(out_dir: str | Path) -> Path:
-    """Create ``out_dir`` if needed and check it is a writable folder (``ValueError`` naming it).
-
-    ``os.access`` answers for the real user (it says no to a 0o500 folder unless run as root); the
-    probe file then catches what it cannot see (read-only mounts, root on some file systems).
-    """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"output folder {out} is a file, not a folder")
-    if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
-        raise ValueError(f"output folder {out} is not writable (permission denied)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise ValueError(f"output folder {out} is not writable ({exc.strerror or exc})") from None
-    return out
-
-
-def _temporary(final: Path) -> Path:
-    """A fresh hidden name next to ``final`` for its temporary copy."""
-    return final.parent / f".{final.name}.{uuid.uuid4().hex[:12]}.tmp"
-
-
-@contextlib.contextmanager
-def _atomic_file(final: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``final``; on success fsync it and ``os.replace`` it.
-
-    The file is created as ``open`` creates one (0o666 less the umask), so the export gets the
-    mode any file of the user gets, not ``mkstemp``'s 0o600.
-    """
-    tmp = _temporary(final)
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-@contextlib.contextmanager
-def _atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a temporary folder next to ``final``; on success swap it into place.
-
-    The folder is made as ``mkdir`` makes one (0o777 less the umask), not ``mkdtemp``'s 0o700.
-    """
-    tmp = _temporary(final)
-    tmp.mkdir(0o777)
-    old = None
-    try:
-        yield tmp
-        if final.exists() or final.is_symlink():
-            old = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".old"))
-            os.replace(final, old / "previous")
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-
 def class_names(view: fo.DatasetView | fo.Dataset) -> list[str]:
     """Class list for export: the model's classes (``info["audit"]``) then any other label."""
     names = list((view._root_dataset.info or {}).get("audit", {}).get("class_names") or [])
@@ -161,9 +96,31 @@ def class_names(view: fo.DatasetView | fo.Dataset) -> list[str]:
 
 
 def _image_root(view: fo.DatasetView) -> str | None:
-    """Deepest folder holding every image of ``view`` (keeps file names unique)."""
-    paths = view.values("filepath")
+    """Deepest folder holding every image of the dataset of ``view`` (keeps file names unique,
+    and the same whichever split is exported)."""
+    paths = view._root_dataset.values("filepath")
     return os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else None
+
+
+def _ingest_file_names(view: fo.DatasetView, root: str | None) -> dict[str, str]:
+    """FiftyOne's COCO ``file_name`` (the filepath relative to ``root``) -> the ``file_name``
+    the image had in the COCO JSON it was ingested from, where that differs (a symlinked image
+    is stored as the file it points to)."""
+    if root is None or "file_name" not in view.get_field_schema():
+        return {}
+    pairs = zip(view.values("filepath"), view.values("file_name"), strict=True)
+    return {rel: name for path, name in pairs if name is not None
+            and (rel := os.path.relpath(path, root)) != name}
+
+
+def _rename_images(labels: Path, names: dict[str, str]) -> None:
+    """Rewrite the ``file_name`` of the images of a COCO JSON by ``names``."""
+    if not names:
+        return
+    data = json.loads(labels.read_text(encoding="utf-8"))
+    for image in data.get("images", []):
+        image["file_name"] = names.get(image["file_name"], image["file_name"])
+    labels.write_text(json.dumps(data), encoding="utf-8")
 
 
 def _counts(view: fo.DatasetView) -> str:
@@ -173,55 +130,35 @@ def _counts(view: fo.DatasetView) -> str:
 
 def _export_coco(view: fo.DatasetView, final: Path) -> str:
     """COCO detection JSON of the corrected labels, labels only; returns what it holds."""
-    with _atomic_file(final) as tmp:
+    root = _image_root(view)
+    with atomic_file(final) as tmp:
         view.export(dataset_type=fo.types.COCODetectionDataset, labels_path=str(tmp),
-                    label_field="ground_truth", export_media=False, rel_dir=_image_root(view),
+                    label_field="ground_truth", export_media=False, rel_dir=root,
                     classes=class_names(view), extra_attrs=["coco_id", "review_status"],
                     progress=False)
+        _rename_images(tmp, _ingest_file_names(view, root))
     return f"{_counts(view)} as COCO JSON"
-
-
-class _DropMergeNotice(logging.Filter):
-    """Drops FiftyOne's "Directory ... already exists; export will be merged" about ``folder``:
-    the YOLO export writes each split into its own fresh temporary folder on purpose."""
-
-    def __init__(self, folder: Path) -> None:
-        super().__init__()
-        self.folder = str(folder)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """False for the merge notice about this export's folder, True for anything else."""
-        args = record.args if isinstance(record.args, tuple) else ()
-        return not (str(record.msg).startswith("Directory '%s' already exists")
-                    and bool(args) and str(args[0]).startswith(self.folder))
-
-
-@contextlib.contextmanager
-def _quiet_merge_notice(folder: Path) -> Iterator[None]:
-    """Silence FiftyOne's merge notice about ``folder`` for the duration of the block."""
-    logger = logging.getLogger("fiftyone.core.collections")
-    notice = _DropMergeNotice(folder)
-    logger.addFilter(notice)
-    try:
-        yield
-    finally:
-        logger.removeFilter(notice)
 
 
 def _export_yolo(view: fo.DatasetView, final: Path) -> str:
     """YOLO txt labels per split, images symlinked, dataset.yaml with the class names; crowd
-    boxes left out (YOLO has no crowd flag). Returns what it holds and what it left out."""
-    classes, root = class_names(view), _image_root(view)
+    boxes left out (YOLO has no crowd flag). Returns what it holds and what it left out.
+
+    Images are linked by their file name alone (``images/<split>/0.png``; FiftyOne numbers
+    clashing names): a path kept below the images' common folder could hold a folder named
+    ``images``, and ultralytics (as the data.yaml reader) finds a label file by replacing the
+    last ``images`` of the image's path with ``labels``."""
+    classes = class_names(view)
     n_crowd = view.filter_labels("ground_truth", CROWD).count("ground_truth.detections") \
         if len(view) else 0
     kept = view.filter_labels("ground_truth", ~CROWD, only_matches=False)
-    with _atomic_dir(final) as tmp, _quiet_merge_notice(tmp):
+    with atomic_dir(final) as tmp, quiet_merge_notice(tmp):
         splits = [s for s in C.SPLITS if s in set(view.distinct("split"))] or ["train"]
         for split in splits:
             part = kept.match(F("split") == split) if "split" in view.get_field_schema() else kept
             part.export(export_dir=str(tmp), dataset_type=fo.types.YOLOv5Dataset,
                         label_field="ground_truth", split=split, classes=classes,
-                        export_media="symlink", rel_dir=root, include_path=False, progress=False)
+                        export_media="symlink", include_path=False, progress=False)
     left_out = (f"; {n_crowd} crowd box(es) (iscrowd=1) left out, as ultralytics' COCO "
                 "converter does: YOLO txt has no crowd flag" if n_crowd else "")
     return f"{_counts(kept)} as YOLO txt{left_out}"
@@ -305,7 +242,7 @@ def _write_relabel_csv(ds_split: tuple[fo.Dataset, str | None], final: Path) -> 
     """Write :func:`relabel_frame` as CSV, atomically; returns what it holds."""
     ds, split = ds_split
     frame = relabel_frame(ds, split=split)
-    with _atomic_file(final) as tmp:
+    with atomic_file(final) as tmp:
         frame.to_csv(tmp, index=False)
     n_boxes = int(frame["box_id"].notna().sum())
     return (f"{len(frame)} rows to relabel ({n_boxes} flagged boxes, "

@@ -157,14 +157,15 @@ def _build_samples(batch: list[tuple[str, ImageRecord]], results: list[Any],
     samples = []
     for (split, rec), res, (meta, counts), probes in zip(batch, results, metas, probe_boxes,
                                                          strict=True):
-        samples.append(sample_doc(
+        file_name = {} if rec.file_name is None else {"file_name": rec.file_name}
+        samples.append(file_name | sample_doc(
             str(rec.filepath), split, rec.width, rec.height, gt_boxes=rec.boxes,
             gt_labels=list(rec.labels), gt_iscrowd=rec.iscrowd, gt_coco_ids=rec.coco_ids,
             gt_features=res.gt_features, pred_boxes=res.pred_boxes,
             pred_labels=[class_names[int(c)] for c in res.pred_cls], pred_conf=res.pred_conf,
             pred_features=res.pred_features, loss=res.loss, embedding=res.embedding,
             metadata=meta, class_counts=counts, probe_boxes=probes,
-            probe_features=res.probe_features))
+            probe_features=res.probe_features))  # file_name: what a COCO export writes back
     return samples
 
 

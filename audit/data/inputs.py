@@ -47,6 +47,8 @@ class ImageRecord:
         labels: ``M`` class names.
         iscrowd: ``(M,)`` bool, COCO ``iscrowd`` (always False for YOLO labels).
         coco_ids: ``(M,)`` int64 COCO annotation ids (YOLO labels: 1-based line numbers).
+        file_name: the COCO ``file_name`` as the JSON gives it (relative to the images root;
+            what a COCO export writes back), None for YOLO labels.
     """
 
     filepath: Path
@@ -57,6 +59,7 @@ class ImageRecord:
     labels: tuple[str, ...]
     iscrowd: NDArray[np.bool_]
     coco_ids: NDArray[np.int64]
+    file_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -375,7 +378,8 @@ def _coco_annotation(ann: object, i: int, name: str, categories: dict[int, str],
 
 
 def build_record(path: Path, width: int, height: int, record: str,
-            rows: list[tuple[list[float], str, bool, int]]) -> ImageRecord:
+                 rows: list[tuple[list[float], str, bool, int]],
+                 file_name: str | None = None) -> ImageRecord:
     """Build an ImageRecord from (xyxy, label, iscrowd, record id) rows, clipping boxes."""
     boxes = np.array([r[0] for r in rows], dtype=np.float64).reshape(-1, 4)
     boxes[:, 0::2] = boxes[:, 0::2].clip(0, width)
@@ -383,7 +387,7 @@ def build_record(path: Path, width: int, height: int, record: str,
     return ImageRecord(
         filepath=path, width=width, height=height, record=record, boxes=boxes,
         labels=tuple(r[1] for r in rows), iscrowd=np.array([r[2] for r in rows], dtype=bool),
-        coco_ids=np.array([r[3] for r in rows], dtype=np.int64))
+        coco_ids=np.array([r[3] for r in rows], dtype=np.int64), file_name=file_name)
 
 
 def read_coco_split(json_path: str | Path, images_dir: str | Path, split: str) -> CocoSplit:
@@ -429,7 +433,10 @@ def read_coco_split(json_path: str | Path, images_dir: str | Path, split: str) -
     problems.raise_if_any()
     if not images:
         warnings.warn(f"{name}: no images", stacklevel=2)
-    records = tuple(build_record(p, w, h, f"{name}: image id {iid} ({p.name})", rows[iid])
+    file_names = {img["id"]: img["file_name"] for img in data["images"]
+                  if isinstance(img, dict) and img.get("id") in images}
+    records = tuple(build_record(p, w, h, f"{name}: image id {iid} ({p.name})", rows[iid],
+                                 file_name=file_names[iid])
                     for iid, (p, w, h) in images.items())
     return CocoSplit(split, json_path.resolve(), tuple(categories.values()), records)
 

@@ -6,6 +6,7 @@ reader (every problem names the file and line, all raised together).
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def _yaml_names(data: dict, name: str) -> tuple[str, ...]:
 
 
 def _yaml_image_paths(entry: str | list[str], root: Path, name: str) -> list[Path]:
-    """Image files of one data.yaml split entry (folders, .txt lists, or files)."""
+    """Image files of one data.yaml split entry (folders, .txt lists, or files), absolute but
+    as listed: a symlinked image keeps its own path, where its label file is looked for."""
     paths: list[Path] = []
     for item in [entry] if isinstance(entry, str) else entry:
         p = Path(item) if Path(item).is_absolute() else root / item
@@ -47,7 +49,7 @@ def _yaml_image_paths(entry: str | list[str], root: Path, name: str) -> list[Pat
             paths.append(p)
         else:
             raise ValueError(f"{name}: split entry {item!r}: no such folder or file under {root}")
-    return [p.resolve() for p in paths]
+    return [Path(os.path.abspath(p)) for p in paths]
 
 
 def _label_path(image: Path) -> Path:
@@ -102,6 +104,9 @@ def read_yolo_dataset(path: str | Path) -> list[CocoSplit]:
         path: data.yaml with ``names`` and ``train`` / ``val`` (folders, .txt image lists or
             lists of either), relative to its ``path`` key (itself relative to the yaml's folder)
             or to the yaml's folder. A missing label file means an image without objects.
+            Label files are found from each image's path as listed (``images`` -> ``labels``),
+            as ultralytics finds them, also when the image is a symlink (the auditor's own
+            YOLO export); the sample's filepath is the file the link points to.
 
     Returns:
         One :class:`CocoSplit` per split present (``train``, ``val``), boxes as absolute ``xyxy``.
@@ -138,9 +143,9 @@ def read_yolo_dataset(path: str | Path) -> list[CocoSplit]:
             except (ValueError, FileNotFoundError) as exc:
                 problems.add(f"{rec}: {exc}")
                 continue
-            label = _label_path(image)
+            label = _label_path(image)  # next to the image as listed, as ultralytics looks
             rows = _yolo_rows(label, names, width, height, problems) if label.is_file() else []
-            records.append(build_record(image, width, height, rec, rows))
+            records.append(build_record(image.resolve(), width, height, rec, rows))
         splits.append(CocoSplit(split, path.resolve(), names, tuple(records)))
     problems.raise_if_any()
     return splits

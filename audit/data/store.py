@@ -42,7 +42,7 @@ PROBE_FIELD = "background_probes"
 LOSS_FIELDS = ("loss_box", "loss_cls", "loss_dfl", "loss")
 BOX_ATTRIBUTES = ("coco_id", "suggested_label", "review_status")  # optional per-box columns
 _SKIP_FIELDS = {"id", "filepath", "tags", "metadata", "created_at", "last_modified_at",
-                "ground_truth", "predictions", "embedding", "class_counts"}
+                "ground_truth", "predictions", "embedding", "class_counts", "file_name"}
 
 
 def now_iso() -> str:

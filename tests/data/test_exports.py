@@ -102,3 +102,26 @@ def test_out_ending_in_the_format_suffix_is_the_file(ds, tmp_path: Path,
     assert export(ds, "yolo", tmp_path / "y.json").parent == tmp_path / "y.json"  # a folder
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "images", "old.csv", "relabel.csv", "sub", "y.json"]
+
+
+def test_yolo_export_again_keeps_a_users_files_and_refuses(ds, tmp_path: Path) -> None:
+    from audit.data.exports import export
+
+    folder = export(ds, "yolo", tmp_path / "out")
+    (folder / "labels" / "train.cache").write_bytes(b"ultralytics' label cache")
+    assert export(ds, "yolo", tmp_path / "out") == folder  # an export's own files: replaced
+    assert not (folder / "labels" / "train.cache").exists()
+    kept = folder / "runs" / "x" / "best.pt"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"weights")
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    with pytest.raises(ValueError) as err:
+        export(ds, "yolo", tmp_path / "out")
+    assert str(err.value) == (f"{folder} holds 1 file(s) the yolo export did not write "
+                              "(runs/x/best.pt); the export replaces that folder as a whole: "
+                              "move them out of it, or export with another --out")
+    assert kept.read_bytes() == b"weights"
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+    kept.unlink()
+    assert export(ds, "yolo", tmp_path / "out") == folder  # what is left is the export's own
+    assert not (folder / "runs").exists() and len(_label_lines(folder)) > 0

@@ -109,14 +109,22 @@ def test_raw_insert_stores_what_add_samples_stores(datasets) -> None:
     assert len(set(ours.values("predictions.detections.id", unwind=True))) == 10
 
 
-def test_refused_document_raises_and_keeps_what_was_stored(datasets) -> None:
+def test_a_stored_filepath_is_skipped_and_another_refusal_raises(datasets) -> None:
+    """A sample a concurrent ingest stored first (the filepath index is unique) is skipped;
+    a document refused for another reason raises, and the others of its batch are kept."""
     from audit.data.sample_docs import add_sample_docs, sample_doc
 
     rng = np.random.default_rng(1)
     ds = datasets()
     ds.create_index("filepath", unique=True)
     add_sample_docs(ds, [sample_doc(**_inputs(1, 2, 2, rng)), sample_doc(**_inputs(2, 2, 2, rng))])
-    with pytest.raises(ValueError, match="duplicate key"):
-        add_sample_docs(ds, [sample_doc(**_inputs(3, 1, 1, rng)),
-                             sample_doc(**_inputs(2, 1, 1, rng))])
+    add_sample_docs(ds, [sample_doc(**_inputs(3, 1, 1, rng)),
+                         sample_doc(**_inputs(2, 1, 1, rng))])
     assert sorted(ds.values("filepath")) == [f"/images/{i:03d}.jpg" for i in (1, 2, 3)]
+    other = datasets()
+    add_sample_docs(other, [sample_doc(**_inputs(4, 1, 1, rng))])
+    other.create_index("loss", unique=True)  # every document's loss is 0.6: the next is refused
+    with pytest.raises(ValueError, match="duplicate key"):
+        add_sample_docs(other, [sample_doc(**_inputs(5, 1, 1, rng)),
+                                sample_doc(**_inputs(6, 1, 1, rng))])
+    assert other.values("filepath") == ["/images/004.jpg"]
