@@ -1,21 +1,25 @@
 """Near-duplicate images and train / val leaks from the image embeddings (pure).
 
 An image copied from train into val (maybe resized or re-compressed) lets the model be graded on
-an image it was trained on: val scores are inflated without anyone noticing. In the embedding such
-a copy sits far closer to its original than any two distinct images of the dataset sit to each
-other. So the yardstick comes from the data, not from a constant tuned on one world:
+an image it was trained on: val scores are inflated without anyone noticing. Such a copy sits far
+closer to its original than to any other image, however crowded its neighbourhood, so the
+yardstick is each image's own neighbourhood and the threshold comes from the data, not from a
+constant tuned on one world:
 
-1. every image's distance to its nearest other image (``d1``) is measured in the embedding
-   (euclidean, e.g. in :func:`audit.clusters.reduce`'s standardised PCA space);
-2. on the log scale these nearest-neighbour distances have a median ``m`` and a robust spread
-   ``s`` (1.4826 x the median absolute deviation), both insensitive to a minority of duplicates;
-3. a pair of images is a near-duplicate when their distance is at most
-   ``exp(m - spread * s)``: far below what nearest neighbours are in this dataset
-   (``spread`` = ``C.DUPLICATE_SPREAD`` robust deviations);
+1. the vectors are the shallowest layer's block of the stored image embedding
+   (:func:`shallow_block`): it keeps the layout of the pixels, where the deeper blocks keep what
+   the objects are, which distinct images of one kind share (on the demo world a resized,
+   re-compressed copy sat 1.7x the median nearest-neighbour distance from its source in the
+   last layer's block, under 0.35x in the first's);
+2. for every image, the distance to each of its nearest images is divided by the distance to its
+   ``k``-th nearest (``k`` = ``C.DUPLICATE_NEIGHBOURS``: an image with up to ``k - 1`` copies
+   still has a distinct image there);
+3. on the log scale the nearest neighbour's ratios of all images have a median ``m`` and a
+   robust spread ``s`` (1.4826 x the median distance above ``m`` of the values above it: a side
+   the duplicates do not reach, so even many of them cannot widen it); a pair whose log ratio is
+   below ``m - spread * s`` (``C.DUPLICATE_SPREAD``) is a near-duplicate, as is a pair at
+   distance 0;
 4. a near-duplicate pair across splits is a leak.
-
-Each image's ``C.DUPLICATE_NEIGHBOURS`` nearest neighbours are searched (scikit-learn's exact
-kNN), so an image copied twice is paired with both copies.
 """
 
 from __future__ import annotations
@@ -39,8 +43,8 @@ class DuplicateSummary:
     """What the near-duplicate search found.
 
     Attributes:
-        threshold: largest distance at which two images count as near-duplicates (NaN when too
-            few images to tell).
+        threshold: largest ratio of a pair's distance to the image's yardstick distance (its
+            ``k``-th nearest image's) at which the pair counts (NaN when too few images).
         median_nn_distance: median distance of an image to its nearest other image.
         n_pairs: near-duplicate pairs found; n_leaks: those whose images are in different
             splits.
@@ -54,29 +58,59 @@ class DuplicateSummary:
     n_images: int
 
 
-def duplicate_threshold(nn_distance: ArrayLike, *, spread: float = C.DUPLICATE_SPREAD) -> float:
-    """The near-duplicate distance limit read off the nearest-neighbour distances.
+def shallow_block(embeddings: ArrayLike, *, max_layers: int = 8, tol: float = 1e-3) -> NDArray:
+    """The first layer's block of image embeddings made of equal-norm layer blocks.
+
+    :mod:`audit.data.model` concatenates one pooled block per hooked layer, each L2-normalised
+    to ``1/sqrt(L)``; the blocks' boundaries are where every row's cumulative squared norm is
+    ``k/L`` of its total. The largest ``L`` (2 to ``max_layers``) whose first boundary holds for
+    every row within ``tol`` is taken (a layout of 4 blocks also fits 2).
 
     Args:
-        nn_distance: ``(n,)`` each image's distance to its nearest other image (>= 0).
-        spread: how many robust standard deviations (log scale) below the median a pair must
-            sit.
+        embeddings: ``(n, D)`` image embeddings.
 
     Returns:
-        ``exp(median(log d) - spread * 1.4826 * MAD(log d))`` over the positive finite
-        distances; NaN when fewer than 3 of them exist.
+        ``(n, d)`` the first block, or the embeddings as they are when no block layout is found
+        (fewer than two finite rows, or not built that way).
 
     Example:
-        >>> round(duplicate_threshold([1.0, 1.0, np.e, np.e ** 2], spread=1.0), 3)
-        0.786
+        >>> shallow_block([[0.6, 0.0, 0.8, 0.0], [0.0, 0.6, 0.0, 0.8]]).tolist()
+        [[0.6, 0.0, 0.8, 0.0], [0.0, 0.6, 0.0, 0.8]]
+        >>> shallow_block(np.array([[1, 0, 1, 1], [0, 1, 1, 1]]) / np.sqrt([2, 2, 4, 4])).shape
+        (2, 2)
     """
-    d = np.asarray(nn_distance, np.float64).reshape(-1)
-    logs = np.log(d[np.isfinite(d) & (d > 0)])
-    if len(logs) < 3:
+    x = np.asarray(embeddings, np.float64)
+    finite = x[np.isfinite(x).all(axis=1)] if x.ndim == 2 else x[:0]
+    if len(finite) < 2 or x.shape[1] < 2:
+        return x
+    cum = np.cumsum(finite ** 2, axis=1)
+    total = cum[:, -1:]
+    for n_layers in range(max_layers, 1, -1):  # 2 blocks also fit 4: the most that fit
+        target = total / n_layers
+        bound = int(np.argmax(cum >= target - tol, axis=1).max())
+        if bound < x.shape[1] - 1 and np.all(np.abs(cum[:, bound:bound + 1] - target) <= tol):
+            return x[:, :bound + 1]
+    return x
+
+
+def robust_fence(values: ArrayLike, *, spread: float = C.DUPLICATE_SPREAD) -> float:
+    """``median - spread * s`` of the finite ``values``, ``s`` the upper half's robust spread.
+
+    ``s`` is 1.4826 x the median distance above the median of the values above it: duplicates
+    sit in the lower tail, so they cannot widen the spread they are read against (NaN with
+    fewer than 3 finite values).
+
+    Example:
+        >>> round(robust_fence([-9.0, 0.0, 1.0, 2.0, 3.0], spread=1.0), 3)
+        -0.483
+    """
+    v = np.asarray(values, np.float64).reshape(-1)
+    v = v[np.isfinite(v)]
+    if len(v) < 3:
         return float("nan")
-    median = float(np.median(logs))
-    mad = MAD_SCALE * float(np.median(np.abs(logs - median)))
-    return float(np.exp(median - spread * mad))
+    median = float(np.median(v))
+    upper = v[v >= median] - median
+    return median - spread * MAD_SCALE * float(np.median(upper))
 
 
 def _check(vectors: ArrayLike, split: ArrayLike, ids: ArrayLike | None) -> tuple:
@@ -90,6 +124,14 @@ def _check(vectors: ArrayLike, split: ArrayLike, ids: ArrayLike | None) -> tuple
     return z, split, ids.reshape(-1)
 
 
+def _neighbours(z: NDArray, k: int) -> tuple[NDArray, NDArray]:
+    """Distances and rows of each row's ``k`` nearest other rows (itself left out)."""
+    dist, idx = NearestNeighbors(n_neighbors=k + 1).fit(z).kneighbors(z)
+    keep = idx != np.arange(len(z))[:, None]
+    keep[~(~keep).any(axis=1), -1] = False  # an exact copy came first: drop the farthest
+    return dist[keep].reshape(len(z), k), idx[keep].reshape(len(z), k)
+
+
 def find_duplicates(
     vectors: ArrayLike, split: ArrayLike, ids: ArrayLike | None = None, *,
     spread: float = C.DUPLICATE_SPREAD, neighbours: int = C.DUPLICATE_NEIGHBOURS,
@@ -97,55 +139,57 @@ def find_duplicates(
     """Near-duplicate image pairs, leaks across splits first.
 
     Args:
-        vectors: ``(n, d)`` image embeddings (e.g. :func:`audit.clusters.reduce` output); rows
+        vectors: ``(n, d)`` image vectors (e.g. :func:`shallow_block` of the embeddings); rows
             with a non-finite value are left out.
         split: ``(n,)`` split names ("train", "val", ...).
         ids: ``(n,)`` sample ids (default: row numbers as strings).
-        spread: see :func:`duplicate_threshold`.
-        neighbours: nearest neighbours searched per image.
+        spread: robust standard deviations (log scale) below the median ratio a pair must sit.
+        neighbours: the ``k`` whose nearest image is each image's yardstick (>= 2).
 
     Returns:
-        ``(pairs, summary)``: ``pairs`` has ``PAIR_COLUMNS``, one row per unordered pair at
-        distance <= the threshold; a leak's ``sample_a`` is its non-train image (val), its
-        ``sample_b`` the train image; leaks first, then by distance (closest first).
+        ``(pairs, summary)``: ``pairs`` has ``PAIR_COLUMNS``, one row per unordered pair; a
+        leak's ``sample_a`` is its non-train image (val), its ``sample_b`` the train image;
+        leaks first, then by distance (closest first). ``summary.threshold`` is the largest
+        ratio of a pair's distance to the yardstick distance that counts.
 
     Example:
-        >>> pairs, s = find_duplicates([[0.0], [1.0], [3.0], [3.001], [6.0], [10.0]],
-        ...                            ["train"] * 3 + ["val"] * 3)
+        >>> pairs, s = find_duplicates([[0.0], [1.0], [3.0], [3.001], [6.0], [10.0], [15.0]],
+        ...                            ["train"] * 3 + ["val"] * 4)
         >>> pairs[["sample_a", "sample_b", "leak"]].values.tolist()
         [['3', '2', True]]
     """
     z, split, ids = _check(vectors, split, ids)
-    if neighbours < 1:
-        raise ValueError(f"neighbours must be >= 1, got {neighbours}")
+    if neighbours < 2:
+        raise ValueError(f"neighbours must be >= 2, got {neighbours}")
     rows = np.flatnonzero(np.isfinite(z).all(axis=1))
-    empty = pd.DataFrame(columns=PAIR_COLUMNS)
-    if len(rows) < 3:
-        return empty, DuplicateSummary(float("nan"), float("nan"), 0, 0, len(rows))
-    k = min(neighbours + 1, len(rows))  # the image itself comes back among its neighbours
-    dist, idx = NearestNeighbors(n_neighbors=k).fit(z[rows]).kneighbors(z[rows])
-    other = idx != np.arange(len(rows))[:, None]
-    nn = np.where(other, dist, np.inf).min(axis=1)
-    threshold = duplicate_threshold(nn, spread=spread)
-    pairs = _pairs(rows[:, None].repeat(k, 1)[other], rows[idx][other], dist[other], threshold)
+    if len(rows) <= neighbours:
+        return pd.DataFrame(columns=PAIR_COLUMNS), DuplicateSummary(
+            float("nan"), float("nan"), 0, 0, len(rows))
+    dist, idx = _neighbours(z[rows], neighbours)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_ratio = np.log(dist[:, :-1] / dist[:, -1:])
+    fence = robust_fence(log_ratio[:, 0], spread=spread)
+    hit = (dist[:, :-1] == 0) | (log_ratio <= fence)
+    a = np.repeat(rows, neighbours - 1).reshape(len(rows), -1)[hit]
+    pairs = _pairs(a, rows[idx[:, :-1]][hit], dist[:, :-1][hit])
     frame = _frame(pairs, split, ids)
-    return frame, DuplicateSummary(threshold, float(np.median(nn)), len(frame),
-                                   int(frame["leak"].sum()), len(rows))
+    return frame, DuplicateSummary(float(np.exp(fence)), float(np.median(dist[:, 0])),
+                                   len(frame), int(frame["leak"].sum()), len(rows))
 
 
-def _pairs(a: NDArray, b: NDArray, dist: NDArray, threshold: float) -> NDArray:
-    """Unordered ``(row_a, row_b, distance)`` triples at distance <= threshold, each once."""
-    keep = dist <= threshold if np.isfinite(threshold) else dist <= 0
-    lo, hi = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
-    triples = np.column_stack([lo, hi, dist[keep]]) if keep.any() else np.empty((0, 3))
+def _pairs(a: NDArray, b: NDArray, dist: NDArray) -> NDArray:
+    """Unordered ``(row_a, row_b, distance)`` triples, each pair once."""
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    triples = np.column_stack([lo, hi, dist]) if len(a) else np.empty((0, 3))
     _, first = np.unique(triples[:, :2], axis=0, return_index=True)
     return triples[np.sort(first)]
 
 
 def _frame(pairs: NDArray, split: NDArray, ids: NDArray) -> pd.DataFrame:
-    """The pairs frame: the non-train image of a leak first, leaks first, closest first."""
+    """The pairs frame: a leak's non-train image first, leaks first, closest first."""
     a, b = pairs[:, 0].astype(int), pairs[:, 1].astype(int)
-    swap = (split[a] == "train") & (split[b] != "train")
+    swap = ((split[a] == "train") & (split[b] != "train")) | (
+        (split[a] == split[b]) & (ids[a] > ids[b]))  # within a split: the smaller id first
     a, b = np.where(swap, b, a), np.where(swap, a, b)
     frame = pd.DataFrame({"sample_a": ids[a], "sample_b": ids[b], "split_a": split[a],
                           "split_b": split[b], "distance": pairs[:, 2].astype(float)},
@@ -168,12 +212,16 @@ def _plural(n: int, one: str, many: str) -> str:
     return f"{n} {one if n == 1 else many}"
 
 
+def _ordinal(k: int) -> str:
+    """``3`` -> ``"3rd"``."""
+    return f"{k}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(k if k % 100 not in (11, 12, 13) else 0, 'th')}"
+
+
 def _yardstick(summary: DuplicateSummary) -> str:
-    """The distance limit said against the dataset's own nearest-neighbour distances."""
-    median = summary.median_nn_distance
-    ratio = f"{summary.threshold / median:.2g}x" if median > 0 else "a fraction of"
-    return (f"closer in the embedding than {summary.threshold:.3g}, {ratio} the median distance "
-            f"of an image to its nearest other image ({median:.3g})")
+    """The limit said against the images' own neighbourhoods."""
+    return (f"closer to each other in the embedding than {summary.threshold:.2g}x the distance "
+            f"to their {_ordinal(C.DUPLICATE_NEIGHBOURS)} nearest image, which this dataset's "
+            "images come that close to only by chance")
 
 
 def _leak_insight(leaks: pd.DataFrame, summary: DuplicateSummary, n_val: int | None,

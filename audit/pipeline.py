@@ -36,7 +36,7 @@ from audit.insights import (
     low_performance_insights,
     overfit_insights,
 )
-from audit.leaks import duplicate_insights, find_duplicates
+from audit.leaks import duplicate_insights, find_duplicates, shallow_block
 from audit.mistakenness import score_boxes
 from audit.rollup import score_samples
 
@@ -132,18 +132,19 @@ def _box_scores(boxes, box_features, samples, timings, config: ScoringConfig, pr
     raw, _ = score_boxes(boxes, box_features, samples, **kwargs)
     timings["mistakenness_s"] = time.perf_counter() - t
     t = time.perf_counter()
+    inc_kwargs = config.scorer_kwargs("inconsistency")
+    inc = score_inconsistency(boxes, **inc_kwargs)
+    timings["inconsistency_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    raw = raw.join(inc.boxes[["group_box_score", "is_group_box_issue"]], how="left")
     thr = config.flag_thresholds()
     scores, calibration = calibrated_box_scores(
         boxes, box_features, samples, raw, scorer_kwargs=kwargs,
         thresholds={i: thr[i] for i in CALIBRATED_ISSUES},
         missing_flag_conf=config.missing_flag_conf, probes=probes,
-        **config.scorer_kwargs("calibration"))
+        inconsistency_kwargs=inc_kwargs, **config.scorer_kwargs("calibration"))
     timings["calibration_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    inc = score_inconsistency(boxes, **config.scorer_kwargs("inconsistency"))
-    timings["inconsistency_s"] = time.perf_counter() - t
-    group = inc.boxes[["group_box_score", "is_group_box_issue", "n_members"]]
-    scores = scores.join(group, how="left")
+    scores = scores.join(inc.boxes[["n_members"]], how="left")
     scores["is_group_box_issue"] = scores["is_group_box_issue"].astype("boolean").fillna(False)
     partial = inc.samples.reindex(samples.index.astype(str))
     return scores, partial, inc, calibration
@@ -231,6 +232,7 @@ def run_all(
     stages.update(1)
     t = time.perf_counter()
     found = _insights(samples, labels, boxes, inc, reduced)
+    found = sorted(found + _duplicate_insights(samples, emb), key=lambda i: -i.severity)
     timings["insights_s"] = time.perf_counter() - t
     stages.update(1)
     stages.close()
@@ -255,11 +257,11 @@ def _insights(samples: pd.DataFrame, labels: NDArray, boxes: pd.DataFrame, inc,
         found += metadata_insights(samples, labels, flagged)
         found += curve_insights(samples)
         found += convention_insights(inc.classes, inc.boxes)
-        found += _duplicate_insights(samples, reduced)
     return sorted(found, key=lambda i: -i.severity)
 
 
-def _duplicate_insights(samples: pd.DataFrame, reduced: NDArray) -> list[Insight]:
-    """Leaks across splits and near-duplicates within one (:mod:`audit.leaks`)."""
-    pairs, summary = find_duplicates(reduced, samples["split"], samples.index)
+def _duplicate_insights(samples: pd.DataFrame, emb: NDArray) -> list[Insight]:
+    """Leaks across splits and near-duplicates within one (:mod:`audit.leaks`), searched in the
+    shallowest layer's block of the image embeddings."""
+    pairs, summary = find_duplicates(shallow_block(emb), samples["split"], samples.index)
     return duplicate_insights(pairs, summary, n_val=int((samples["split"] != "train").sum()))

@@ -9,7 +9,7 @@ from audit import constants as C
 from audit.correlations import LOSS_NAMES, loss_curve, metadata_columns
 from audit.generalisation import gap_by_cluster
 from audit.ui import cache, charts
-from audit.ui.common import require_dataset, shown_errors
+from audit.ui.common import load_image, require_dataset, shown_errors
 from audit.ui.state import TriageFilter, get_state
 
 SEVERITY_ICON = ((0.66, ":red[●] high"), (0.33, ":orange[●] medium"), (0.0, ":blue[●] low"))
@@ -57,6 +57,25 @@ def _open_in_fiftyone(name: str, sample_ids: list[str]) -> None:
         get_state().fiftyone_url = launch_app(name, sample_ids=sample_ids)
 
 
+PAIRS_SHOWN = 6  # near-duplicate pairs drawn on a leak card
+
+
+def _pairs(name: str, evidence: dict) -> None:
+    """Both images of each near-duplicate pair, side by side, closest pairs first."""
+    pairs = evidence.get("pairs") or []
+    paths = cache.table(name)["filepath"]
+    for pair in pairs[:PAIRS_SHOWN]:
+        a, b = str(pair.get("sample_a")), str(pair.get("sample_b"))
+        if a not in paths.index or b not in paths.index:
+            continue
+        left, right = st.columns(2)
+        left.image(load_image(paths[a]), width="stretch",
+                   caption=f"{pair.get('split_a')} · {a} · distance {pair.get('distance', 0):.3g}")
+        right.image(load_image(paths[b]), width="stretch", caption=f"{pair.get('split_b')} · {b}")
+    if len(pairs) > PAIRS_SHOWN:
+        st.caption(f"{len(pairs) - PAIRS_SHOWN} more pairs in triage (closest first).")
+
+
 def _card(name: str, i: int, item: dict) -> None:
     """One insight card."""
     with st.container(border=True):
@@ -65,9 +84,11 @@ def _card(name: str, i: int, item: dict) -> None:
                     + (f" · cluster {item['cluster']}" if item.get("cluster") is not None else "")
                     + (f" · class {item['label']}" if item.get("label") else ""))
         st.write(item.get("sentence", ""))
+        evidence = item.get("evidence") or {}
         with shown_errors("Drawing the evidence"):
-            chart = _evidence_chart(item.get("evidence") or {})
-            if chart is not None:
+            if evidence.get("plot") == "pairs":
+                _pairs(name, evidence)
+            elif (chart := _evidence_chart(evidence)) is not None:
                 st.altair_chart(chart, width="stretch")
         ids = [str(s) for s in item.get("sample_ids") or []]
         c = st.columns(3)

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from audit.leaks import (
     PAIR_COLUMNS,
     duplicate_insights,
-    duplicate_threshold,
     find_duplicates,
+    robust_fence,
+    shallow_block,
 )
 
 
@@ -31,21 +32,44 @@ def _world(n_train: int = 80, n_val: int = 30, copies: int = 5, noise: float = 0
     return vectors, split, ids, truth
 
 
-@pytest.mark.parametrize(("distances", "expected"), [
+@pytest.mark.parametrize(("values", "expected"), [
     ([], np.nan),  # the empty case: no yardstick
-    ([1.0, 2.0], np.nan),  # too few distances
-    ([0.0, 0.0, 0.0, 1.0], np.nan),  # exact duplicates alone make no spread
-    ([1.0, 1.0, 1.0], 1.0),  # no spread: only closer than every neighbour
-    ([1.0, 1.0, np.e, np.e ** 2], np.exp(0.5 - 1.4826 * 0.5)),
+    ([1.0, 2.0], np.nan),  # too few values
+    ([-np.inf, -np.inf, 0.0], np.nan),  # exact duplicates alone make no spread
+    ([1.0, 1.0, 1.0], 1.0),  # no spread: only below every value
+    ([0.0, 0.0, 1.0, 2.0], 0.5 - 1.4826 * 1.0),
+    ([-50.0, -40.0, 0.0, 1.0, 2.0], 0.0 - 1.4826 * 1.0),  # the low tail widens nothing
 ])
-def test_threshold_table(distances, expected) -> None:
-    got = duplicate_threshold(distances, spread=1.0)
+def test_fence_table(values, expected) -> None:
+    got = robust_fence(values, spread=1.0)
     assert (np.isnan(got) and np.isnan(expected)) or got == pytest.approx(expected)
 
 
-def test_threshold_falls_as_the_spread_rises() -> None:
-    d = np.random.default_rng(1).lognormal(size=200)
-    assert duplicate_threshold(d, spread=1) > duplicate_threshold(d, spread=3) > 0
+def test_fence_falls_as_the_spread_rises() -> None:
+    v = np.random.default_rng(1).normal(size=200)
+    assert robust_fence(v, spread=1) > robust_fence(v, spread=3)
+
+
+def _blocks(sizes: tuple[int, ...], n: int = 5, seed: int = 0) -> np.ndarray:
+    """Embeddings built as audit.data.model builds them: one unit block per layer, scaled."""
+    rng = np.random.default_rng(seed)
+    blocks = [np.abs(rng.normal(size=(n, d))) for d in sizes]
+    blocks = [b / np.linalg.norm(b, axis=1, keepdims=True) for b in blocks]
+    return np.hstack(blocks) / np.sqrt(len(sizes))
+
+
+@pytest.mark.parametrize("sizes", [(64, 128, 256), (4, 4), (8, 2, 2, 16), (32,)])
+def test_shallow_block_finds_the_first_layer(sizes) -> None:
+    emb = _blocks(sizes)
+    assert shallow_block(emb).shape == (5, sizes[0])
+    emb[0, : sizes[0]] = 0.0  # a block of zeros breaks the layout: the whole is kept
+    assert shallow_block(emb).shape[1] in (sizes[0], sum(sizes))
+
+
+def test_shallow_block_keeps_an_unstructured_embedding() -> None:
+    emb = np.random.default_rng(0).normal(size=(20, 12))
+    assert shallow_block(emb).shape == (20, 12)
+    assert shallow_block(np.zeros((0, 12))).shape == (0, 12)
 
 
 def test_planted_copies_are_found_and_nothing_else() -> None:
@@ -55,7 +79,7 @@ def test_planted_copies_are_found_and_nothing_else() -> None:
     found = set(zip(pairs["sample_a"], pairs["sample_b"], strict=True))
     assert found == truth  # val image first, its train source second
     assert pairs["leak"].all() and summary.n_leaks == 5 == summary.n_pairs
-    assert summary.threshold < summary.median_nn_distance
+    assert 0 < summary.threshold < 1
     assert pairs["distance"].is_monotonic_increasing
 
 

@@ -2,9 +2,9 @@
 
 On the demo world, ``n_planted`` train images are copied into val after a resize (to ``scale``
 of their side) and a JPEG pass (``quality``): what a careless dataset merge does. Every image is
-embedded as ingest embeds it (the demo checkpoint's pooled neck layers, :mod:`audit.data.model`),
-the embeddings are reduced as scoring reduces them (:func:`audit.clusters.reduce`) and
-:func:`audit.leaks.find_duplicates` pairs them. A planted copy is found when it is paired with its
+embedded as ingest embeds it (the demo checkpoint's pooled neck layers, :mod:`audit.data.model`)
+and :func:`audit.leaks.find_duplicates` pairs them in the shallowest layer's block, as scoring
+does. A planted copy is found when it is paired with its
 own source; every other train/val pair is a false pair.
 """
 
@@ -18,11 +18,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from audit import clusters as CL
 from audit import constants as C
-from audit.leaks import DuplicateSummary, find_duplicates
+from audit.leaks import DuplicateSummary, find_duplicates, shallow_block
 
-SIZES = {"small": {"n_planted": 4}, "full": {"n_planted": 10}}  # world size: bench/worlds.py
+# images in the world (None: the full demo world of bench/worlds.py) and copies planted; below
+# ~150 images a scene kind has too few look-alikes for the neighbourhood yardstick to settle
+SIZES = {"small": {"n_images": 150, "n_planted": 4}, "full": {"n_images": None, "n_planted": 10}}
 SCALE = 0.8  # side of a planted copy against its source's
 QUALITY = 70  # JPEG quality of a planted copy's re-compression
 BATCH = 8  # images per forward pass
@@ -54,7 +55,8 @@ class LeakBenchResult:
         return "\n".join([
             f"images {s.n_images}, planted copies {len(self.planted)}",
             f"found {self.found} of {len(self.planted)}, false pairs {self.false_pairs}",
-            f"threshold {s.threshold:.4g}, median nearest-neighbour distance "
+            f"threshold (distance over the yardstick neighbour's) {s.threshold:.4g}, median "
+            f"nearest-neighbour distance "
             f"{s.median_nn_distance:.4g}; within-split pairs {s.n_pairs - s.n_leaks}",
             "planted copy-source distances: " + ", ".join(f"{d:.3g}"
                                                          for d in self.planted_distance)])
@@ -116,7 +118,7 @@ def run_leak_check(world: Path, checkpoint: Path, imgsz: int, n_planted: int, *,
         train = sorted((Path(world) / "images" / "train").glob("*.jpg"))
         val = sorted((Path(world) / "images" / "val").glob("*.jpg")) + [c for c, _ in planted]
         paths = train + val
-        vectors = CL.reduce(embed(paths, checkpoint, imgsz), seed=seed)
+        vectors = shallow_block(embed(paths, checkpoint, imgsz))
     split = ["train"] * len(train) + ["val"] * len(val)
     pairs, summary = find_duplicates(vectors, split, [str(p) for p in paths], spread=spread)
     named = [(str(c), str(s)) for c, s in planted]
@@ -131,11 +133,16 @@ def bench_leaks(*, size: str = "full", out: Path | None = None,
                 seed: int = C.SEED) -> LeakBenchResult:
     """The leak benchmark on the demo world of ``size``; prints its figures (and writes the pairs
     to ``out`` as CSV when given)."""
-    from audit.bench.worlds import bench_world
+    from audit.bench.worlds import DEMO_IMGSZ, bench_world
+    from audit.world.generate import current_world
 
-    world = bench_world("demo", size, seed)
-    result = run_leak_check(world.folder, world.checkpoint, world.imgsz,
-                            SIZES[size]["n_planted"], seed=seed)
+    n_images, n_planted = SIZES[size]["n_images"], SIZES[size]["n_planted"]
+    if n_images is None:
+        folder = bench_world("demo", size, seed).folder
+    else:
+        folder = current_world(C.AUDIT_HOME / "bench" / f"world-leaks-{n_images}-seed{seed}",
+                               seed=seed, n_images=n_images)
+    result = run_leak_check(folder, C.DEMO_CHECKPOINT, DEMO_IMGSZ, n_planted, seed=seed)
     print(result.table())
     if out is not None:
         result.pairs.to_csv(out, index=False)
