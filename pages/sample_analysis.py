@@ -64,13 +64,14 @@ box = boxes.loc[box_index]
 path = table.loc[sid, "filepath"]
 st.image(draw_sample(path, boxes, highlight_box=box["box_id"]), width=480)
 
-model_path = cache.overview(name, token).get("model")
+facts = cache.overview(name, token)
+model_path = facts.get("model")
 if not model_path:
     st.warning("The dataset does not record its model checkpoint: heatmaps need it.")
     st.stop()
 detector = None
-with shown_errors("Loading the model"):  # the cached loader shows its own spinner
-    detector = cache.detector(str(model_path))
+with shown_errors("Loading the model"):  # refused when the file is not the one ingested
+    detector = cache.detector(name, str(model_path), facts.get("model_sha"))
 if detector is None:
     st.stop()
 # the suggested class is wrong-class evidence: explain it first only for that issue

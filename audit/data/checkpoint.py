@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from collections.abc import Sequence
@@ -55,6 +56,49 @@ def load_detector(path: str | Path, *, device: str = "cpu",
     yolo.model.to(device)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     return Detector(yolo, path, device=device, layers=layers)
+
+
+def file_digest(path: str | Path) -> str:
+    """First 16 hex digits of the file's SHA-256: identifies a checkpoint (recorded at ingest)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def load_ingested_detector(path: str | Path, sha: str | None, *, dataset: str,
+                           device: str = "cpu",
+                           layers: Sequence[int] = C.EMBED_LAYERS) -> Detector:
+    """The checkpoint dataset ``dataset`` was ingested with, refused when the file now at its
+    recorded ``path`` is not the one whose digest (:func:`file_digest`) ingest recorded.
+
+    A replaced ``.pt`` is never unpickled (it can run code), and heatmaps never come from a model
+    other than the one whose predictions the dataset holds.
+
+    Raises:
+        ValueError: naming the file, the dataset and what to do: the file is gone, it changed
+            since ingest, or the dataset records no digest; else as :func:`load_detector`.
+
+    Example:
+        >>> info = store.audit_info(ds)  # doctest: +SKIP
+        >>> det = load_ingested_detector(info["model"], info["model_sha"], dataset=ds.name)
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: the checkpoint dataset {dataset!r} was ingested with is "
+                         "gone: put it back at this path, or ingest the dataset again")
+    if not sha:
+        raise ValueError(f"{path}: dataset {dataset!r} records no digest of its checkpoint, so "
+                         "this file cannot be told from another: ingest the dataset again")
+    found = file_digest(path)
+    if found != sha:
+        raise ValueError(f"{path}: this checkpoint changed since dataset {dataset!r} was "
+                         f"ingested (sha256 {sha}... then, {found}... now) and was not loaded: "
+                         "its heatmaps would come from another model, and a replaced .pt can "
+                         "run code. Put the original file back at this path, or ingest the "
+                         "dataset again with the new model")
+    return load_detector(path, device=device, layers=layers)
 
 
 def available_devices() -> list[str]:

@@ -63,7 +63,8 @@ def build_demo(name: str = C.DEMO_DATASET_NAME, *, force: bool = False, progress
     Example:
         >>> ds = build_demo()  # doctest: +SKIP
     """
-    from audit.data.ingest import file_digest, ingest
+    from audit.data.checkpoint import file_digest
+    from audit.data.ingest import ingest
     from audit.data.scoring import score_dataset
 
     checkpoint = Path(C.DEMO_CHECKPOINT)

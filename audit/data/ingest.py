@@ -16,7 +16,6 @@ filepath index is unique (:mod:`audit.data.store_create`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from tqdm.auto import tqdm
 
 from audit import constants as C
 from audit.data import store
+from audit.data.checkpoint import file_digest
 from audit.data.inputs import (
     CocoSplit,
     ImageRecord,
@@ -74,15 +74,6 @@ def read_inputs(*, images: str | Path | None = None, train_json: str | Path | No
                                  f"{seen[rec.filepath]} split ({rec.filepath})")
             seen[rec.filepath] = s.split
     return splits
-
-
-def file_digest(path: Path) -> str:
-    """First 16 hex digits of the file's SHA-256 (identifies a checkpoint)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def _check_resume(ds: fo.Dataset, settings: dict[str, Any]) -> None:

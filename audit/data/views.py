@@ -226,7 +226,8 @@ def dataset_overview(ds: Any) -> dict:
 
     Returns:
         ``{"name", "n_samples", "splits": {split: n}, "classes": [str], "scored_at": str|None,
-        "model": str|None, ...}`` (the summary's other keys kept).
+        "model": str|None, "model_sha": the checkpoint's digest recorded at ingest | None,
+        ...}`` (the summary's other keys kept).
     """
     from audit.data import store
 
@@ -234,6 +235,7 @@ def dataset_overview(ds: Any) -> dict:
     if not summary.get("classes"):
         summary["classes"] = sorted(map(str, ds.distinct("ground_truth.detections.label")))
     summary["model"] = summary.get("ingest", {}).get("model")
+    summary["model_sha"] = store.audit_info(ds).get("model_sha")  # the checkpoint's identity
     return summary
 
 

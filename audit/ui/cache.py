@@ -7,6 +7,7 @@ new score never shows stale frames. Pages call these, never ``audit.data.views``
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -90,12 +91,24 @@ def insights(name: str, token: str) -> list[dict]:
     return views.insights(dataset(name))
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading the model…")
-def detector(path: str) -> Any:
-    """The YOLO11 detector wrapper (``audit.data.checkpoint.load_detector``)."""
-    from audit.data.checkpoint import load_detector
+def detector(name: str, path: str, sha: str | None) -> Any:
+    """The YOLO11 detector dataset ``name`` was ingested with, refused (ValueError) when the file
+    at ``path`` no longer has the digest ``sha`` recorded at ingest; checked on every call, so a
+    file replaced while the app runs is caught too
+    (``audit.data.checkpoint.load_ingested_detector``)."""
+    from audit.data.checkpoint import file_digest, load_ingested_detector
 
-    return load_detector(path)
+    if sha and Path(path).is_file() and file_digest(path) == sha:
+        return _detector(name, path, sha)  # the file is the one ingested: the cached model is it
+    return load_ingested_detector(path, sha, dataset=name)  # raises, naming what changed
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the model…")
+def _detector(name: str, path: str, sha: str) -> Any:
+    """The detector of dataset ``name`` at ``path`` whose file digest is ``sha`` (cache key)."""
+    from audit.data.checkpoint import load_ingested_detector
+
+    return load_ingested_detector(path, sha, dataset=name)
 
 
 def clear() -> None:

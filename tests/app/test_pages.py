@@ -306,21 +306,35 @@ def test_triage_stale_page_on_another_box_still_lands(fresh_dataset):
     assert "status: **relabel** (revision 2)" in " ".join(m.value for m in at.markdown)
 
 
-def test_sample_analysis_heatmaps(fresh_dataset, tmp_path):
-    import fiftyone as fo
+def _checkpoint(path: Path, *, epochs: int = 0) -> Path:
+    """Save a tiny untrained detector (seeded) at ``path``; ``epochs`` only changes the file."""
     import torch
     from ultralytics.nn.tasks import DetectionModel
 
     torch.manual_seed(0)
     model = DetectionModel("yolo11n.yaml", nc=len(CLASSES), verbose=False).eval()
     model.names = dict(enumerate(CLASSES))
-    checkpoint = tmp_path / "tiny.pt"
-    torch.save({"model": model, "train_args": {"task": "detect", "imgsz": 320}}, checkpoint)
-    ds = fo.load_dataset(fresh_dataset)
+    torch.save({"model": model, "train_args": {"task": "detect", "imgsz": 320,
+                                               "epochs": epochs}}, path)
+    return path
+
+
+def _record_model(name: str, checkpoint: Path) -> str:
+    """Record ``checkpoint`` (path and digest) as dataset ``name``'s model, as ingest does."""
+    import fiftyone as fo
+
+    from audit.data.checkpoint import file_digest
+
+    ds = fo.load_dataset(name)
     info = ds.info
-    info["audit"]["model"] = str(checkpoint)
+    info["audit"].update(model=str(checkpoint), model_sha=file_digest(checkpoint))
     ds.info = info
     ds.save()
+    return info["audit"]["model_sha"]
+
+
+def test_sample_analysis_heatmaps(fresh_dataset, tmp_path):
+    _record_model(fresh_dataset, _checkpoint(tmp_path / "tiny.pt"))
     at = _open(fresh_dataset, "pages/sample_analysis.py")
     assert at.selectbox(key="analysis_class").value == "book"  # the flagged box's suggestion
     layers = at.multiselect(key="analysis_layers")
@@ -329,6 +343,17 @@ def test_sample_analysis_heatmaps(fresh_dataset, tmp_path):
     assert not at.exception and not at.error
     captions = [c for img in at.get("image") for c in img.captions]
     assert sum(c.startswith("layer ") for c in captions) == 2
+
+
+def test_sample_analysis_refuses_a_checkpoint_replaced_since_ingest(fresh_dataset, tmp_path):
+    checkpoint = _checkpoint(tmp_path / "tiny.pt")
+    sha = _record_model(fresh_dataset, checkpoint)
+    _checkpoint(checkpoint, epochs=1)  # another file at the recorded path
+    at = _open(fresh_dataset, "pages/sample_analysis.py")
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "changed since dataset" in errors and str(checkpoint) in errors and sha in errors
+    assert not any(b.key == "analysis_compute" for b in at.button)  # no model, no heatmaps
 
 
 def test_export_rejects_a_file_as_folder(app_dataset, tmp_path):
