@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from audit import constants as C
 from audit.data import store
 from audit.data.checkpoint import file_digest
+from audit.data.ingest_check import check_labels_unchanged
 from audit.data.inputs import (
     CocoSplit,
     ImageRecord,
@@ -213,8 +214,10 @@ def ingest(name: str, *, images: str | Path | None = None, train_json: str | Pat
         The dataset, every image of the inputs in it once.
 
     Raises:
-        ValueError: bad inputs, checkpoint, class names, settings or dataset name (nothing is
-            written), or an image that fails to decode although its header read (the batches
+        ValueError: bad inputs, checkpoint, class names, settings or dataset name, inputs
+            that give an image the dataset stores other labels (a resume never changes stored
+            labels, :mod:`audit.data.ingest_check`; nothing is written for any of these), or
+            an image that fails to decode although its header read (the batches
             before it stay stored; a dataset this call created and left empty is removed).
 
     Example:
@@ -231,6 +234,7 @@ def ingest(name: str, *, images: str | Path | None = None, train_json: str | Pat
     ds, created = create_or_load(name, {**settings, "complete": False})
     if not created:
         _check_resume(ds, settings)
+        check_labels_unchanged(ds, splits)
         ensure_unique_filepaths(ds)
     try:
         _add_batches(ds, splits, detector, class_map, imgsz, batch, progress, progress_callback)

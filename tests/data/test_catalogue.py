@@ -331,6 +331,33 @@ def target_is_file(ctx: Ctx) -> Path:
     return out
 
 
+def edited(mutate: Callable[[dict], Any]) -> Build:
+    """A resume of ``NAME`` whose train JSON (a copy in the test folder, over the good world's
+    own images) was edited after the ingest."""
+    def build(ctx: Ctx) -> dict[str, Any]:
+        data = load(ctx.good.world / "train.json")
+        mutate(data)
+        return ctx.ingest_kw(images=ctx.good.world / "images",
+                             train_json=dump(ctx.tmp / "train.json", data),
+                             val_json=ctx.good.world / "val.json")
+    return build
+
+
+def relabel_first(data: dict) -> None:
+    """Annotation 1000 (image id 100) gets another class."""
+    first = data["annotations"][0]
+    first["category_id"] = 20 if first["category_id"] != 20 else 10
+
+
+def yolo_export_holding_user_file(ctx: Ctx) -> Path:
+    """The output folder holding a YOLO export in which a user kept ``runs/x/best.pt``."""
+    out = ctx.out()
+    kept = export(NAME, "yolo", out) / "runs" / "x" / "best.pt"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"weights a user trained\n")
+    return out
+
+
 def name_only(name: str, **kw: Any) -> Build:
     return lambda ctx: {"name": name, **kw}
 
@@ -440,6 +467,17 @@ BAD: dict[str, Row] = {
                               ("tiny_yolo11n.pt: layers must be distinct indices",)),
     "layers-not-numbers": Row("ingest", lambda ctx: ctx.ingest_kw(layers="16,x"), ValueError,
                               ("--layers must be comma-separated layer indices",), ("main",)),
+    "resume-with-edited-class": Row("ingest", edited(relabel_first), ValueError,
+                                    ("train.json: image id 100 (0.png): box 1 (annotation id "
+                                     "1000) is stored as", "1 image(s) already in dataset",
+                                     "ingest the edited labels under a new name"), CLI),
+    "resume-with-removed-box": Row("ingest", edited(lambda d: d["annotations"].pop(1)),
+                                   ValueError, ("train.json: image id 100 (0.png): 3 box(es) "
+                                                "stored, 2 in this input", f"--name {NAME}-2"),
+                                   ("api", "main", "proc")),
+    "resume-with-moved-box": Row("ingest", edited(ann(0, bbox=[1, 2, 30, 40])), ValueError,
+                                 ("train.json: image id 100 (0.png): box 1", "[1.0, 2.0, 30.0, "
+                                  "40.0]", "never changes stored labels")),
     # dataset names and half-done ingests
     "ingest-name-traversal": Row("ingest", lambda ctx: ctx.ingest_kw(name=EVIL), ValueError,
                                  (f"{EVIL!r} must not contain path separators",), CLI),
@@ -482,6 +520,10 @@ BAD: dict[str, Row] = {
                                           (f"{NAME}-coco.json exists and is a folder",), CLI),
     "export-yolo-target-is-a-file": Row("export", export_kw(target_is_file, fmt="yolo"),
                                         ValueError, (f"{NAME}-yolo exists and is not a folder",)),
+    "export-yolo-over-user-files": Row("export", export_kw(yolo_export_holding_user_file,
+                                                           fmt="yolo"), ValueError,
+                                       (f"{NAME}-yolo holds 1 file(s) the yolo export did not "
+                                        "write (runs/x/best.pt)", "move them out of it"), CLI),
     # reviews (the sample is named in every message, see ``test_bad_input...``)
     "review-label-not-a-class": Row("review", review(new_label="zebra\n; DROP"), ValueError,
                                     ("label 'zebra\\n; DROP' is not a class of dataset",
