@@ -107,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
                          "matching boxes by label and place")
 
     b = sub.add_parser("bench", help="benchmarks: finding power, speed, train/val leaks")
-    b.add_argument("which", choices=("findings", "speed", "ingest", "app", "leaks"))
+    b.add_argument("which", choices=("findings", "speed", "ingest", "app", "leaks",
+                                     "concurrent-ingest"))
     b.add_argument("--size", default="full", choices=("small", "full"))
     b.add_argument("--out", type=Path, default=None, help="also write the table here (CSV/JSON)")
     b.add_argument("--world", default=None,
@@ -259,6 +260,18 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _failed(exc: Exception) -> int:
+    """Exit code 2 and one ``error:`` line for a bad input, a missing / unwritable file, a full
+    disk or a lost database (naming it); any other exception is a bug and goes on up."""
+    from audit.data.database import database_lost
+
+    message = database_lost(exc)  # a pymongo error, or FiftyOne's ConnectionError from one
+    if message is None and not isinstance(exc, ValueError | OSError):
+        raise exc
+    print(f"error: {message or one_line(exc)}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     args = _parser().parse_args(argv)
@@ -266,9 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return _run(args)
-    except (ValueError, OSError) as exc:  # bad input, missing / unwritable file, full disk
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 2
+    except Exception as exc:
+        return _failed(exc)
     except KeyboardInterrupt:
         print("interrupted: what was written so far is kept; run again to resume", file=sys.stderr)
         return 130

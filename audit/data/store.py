@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from audit.boxes import xywh_rel_to_xyxy_abs
 from audit.config import FIELD_NAMES, ScoringConfig
+from audit.data.database import check_database
 from audit.data.review_store import replay_log
 from audit.metadata import count_column
 
@@ -59,6 +60,7 @@ def list_audit_datasets() -> list[str]:
         >>> list_audit_datasets()  # doctest: +SKIP
         ['yolo-audit-demo']
     """
+    check_database()
     names = []
     for name in fo.list_datasets():
         try:
@@ -77,6 +79,7 @@ def load_dataset(name: str) -> fo.Dataset:
     Raises:
         ValueError: ``no dataset named X; known: ...`` when it does not exist.
     """
+    check_database()  # the database FiftyOne's settings choose, not another process's
     if not fo.dataset_exists(name):
         known = ", ".join(list_audit_datasets()) or "none"
         raise ValueError(f"no dataset named {name!r}; known: {known}")
@@ -95,6 +98,7 @@ def replay_reviews(ds: fo.Dataset) -> int:
 
 def create_dataset(name: str, settings: dict[str, Any]) -> fo.Dataset:
     """Create the persistent, empty dataset ``name`` with ``info["audit"] = settings``."""
+    check_database()
     ds = fo.Dataset(name, persistent=True)
     ds.info = {AUDIT_KEY: dict(settings)}
     ds.save()

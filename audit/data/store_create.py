@@ -24,6 +24,7 @@ import fiftyone as fo
 from mongoengine.errors import NotUniqueError
 from pymongo.errors import DuplicateKeyError
 
+from audit.data.database import check_database
 from audit.data.store import AUDIT_KEY
 
 UNIQUE_KEY = "filepath"  # the resume key of ingest, unique per dataset
@@ -76,6 +77,7 @@ def create_or_load(name: str, settings: dict[str, Any]) -> tuple[fo.Dataset, boo
     Returns:
         ``(dataset, created)``: ``created`` is True when this call made it.
     """
+    check_database()  # the database FiftyOne's settings choose, not another user's process's
     if fo.dataset_exists(name):
         return fo.load_dataset(name), False
     draft = fo.Dataset(f"{name}.creating-{uuid.uuid4().hex[:12]}", persistent=False)

@@ -8,14 +8,16 @@ from contextlib import contextmanager
 import pandas as pd
 import streamlit as st
 from PIL import Image
+from pymongo.errors import ConnectionFailure
 
+from audit.data.database import database_lost
 from audit.data.inputs import open_image, rgb_array
 from audit.ui import cache, draw
 from audit.ui.state import get_state
 
-# Library errors a page shows with st.error instead of a traceback.
+# Library errors a page shows with st.error instead of a traceback (a lost database included).
 SHOWN_ERRORS = (ValueError, FileNotFoundError, PermissionError, NotADirectoryError, OSError,
-                KeyError, RuntimeError)
+                KeyError, RuntimeError, ConnectionFailure)
 
 
 def require_dataset() -> str:
@@ -37,7 +39,7 @@ def shown_errors(what: str) -> Iterator[None]:
     try:
         yield
     except SHOWN_ERRORS as exc:
-        st.error(f"{what} failed: {exc}")
+        st.error(f"{what} failed: {database_lost(exc) or exc}")
 
 
 def load_image(path: str) -> Image.Image:
