@@ -1,12 +1,14 @@
-"""Overview: detector quality (mAP, per-class AP), flagged samples per issue, worst classes."""
+"""Overview: detector quality (mAP, per-class AP), flagged samples per issue, worst classes, and
+the evaluation drill-down per split (TP / FP / FN, confusion matrix, PR curves)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from audit.ui import cache, charts, competence
+from audit.ui import cache, charts, competence, evaluation
 from audit.ui.common import require_dataset, shown_errors
+from audit.ui.state import get_state
 
 name = require_dataset()
 st.title("Overview")
@@ -46,3 +48,72 @@ else:
     by_split = (table.loc[table["flagged"].map(bool)].explode("flagged")
                 .groupby(["flagged", "split"]).size().unstack(fill_value=0))
     st.dataframe(by_split, key="overview_by_split")
+
+
+def _pick_cell(rows: list[str]) -> None:
+    """A click on a matrix cell chooses that cell in the selectboxes below the matrix."""
+    cells = st.session_state["overview_matrix"]["selection"]["cells"]
+    if cells:
+        row, column = cells[0]
+        st.session_state["overview_cell_true"] = rows[int(row)]
+        st.session_state["overview_cell_pred"] = str(column)
+
+
+def _cell_pickers(ev) -> tuple[str, str]:
+    """The chosen cell (defaults to the commonest error)."""
+    rows, columns = list(map(str, ev.matrix.index)), list(map(str, ev.matrix.columns))
+    worst = evaluation.worst_cell(ev.matrix)
+    for key, options, default in (("overview_cell_true", rows, worst[0]),
+                                  ("overview_cell_pred", columns, worst[1])):
+        if st.session_state.get(key) not in options:
+            st.session_state[key] = default
+    c = st.columns(3)
+    true = c[0].selectbox("True class (row)", rows, key="overview_cell_true")
+    pred = c[1].selectbox("Predicted class (column)", columns, key="overview_cell_pred")
+    return true, pred
+
+
+def _matrix(name: str, split: str, ev) -> None:
+    """The confusion matrix; a cell leads to the boxes behind it in triage."""
+    rows = list(map(str, ev.matrix.index))
+    st.dataframe(ev.matrix, key="overview_matrix", on_select=lambda: _pick_cell(rows),
+                 selection_mode="single-cell")
+    st.caption("Rows: the label's class; columns: the predicted class; (background): no box on "
+               "the other side (a missed label, or a prediction on background). Click a cell "
+               "or pick it below to review its boxes.")
+    true, pred = _cell_pickers(ev)
+    n = len(ev.cell_boxes(true, pred))
+    if st.button(f"Review these {n} boxes in triage", key="overview_cell_triage", disabled=not n):
+        get_state().set_triage(evaluation.cell_filter(ev, true, pred, split))
+        st.switch_page("pages/triage.py")
+
+
+def _drilldown(name: str, token: str) -> None:
+    """Per split: TP / FP / FN per class, the confusion matrix and the PR curves."""
+    splits = [*cache.overview(name, token)["splits"], evaluation.ALL_SPLITS]
+    c = st.columns(3)
+    split = c[0].selectbox("Split", splits, key="overview_eval_split",
+                           index=splits.index("val") if "val" in splits else 0)
+    iou = c[1].slider("IoU a match needs", 0.05, 0.95, 0.5, 0.05, key="overview_eval_iou")
+    conf = c[2].slider("Confidence at least", 0.0, 0.95, 0.25, 0.05, key="overview_eval_conf")
+    ev = evaluation.box_evaluation(name, token, split, iou, conf)
+    counts = ev.counts()
+    totals = counts[["TP", "FP", "FN"]].sum()
+    m = st.columns(3)
+    for i, what in enumerate(("TP", "FP", "FN")):
+        m[i].metric(f"{what} ({split})", f"{int(totals[what]):,}")
+    st.dataframe(counts, key="overview_counts")
+    _matrix(name, split, ev)
+    if st.toggle("PR curve per class", value=True, key="overview_show_pr"):
+        st.altair_chart(evaluation.pr_chart(evaluation.curves(name, token, split, iou)),
+                        width="stretch")
+    if st.button("Store as a FiftyOne evaluation run", key="overview_store_run"):
+        with st.spinner("Evaluating with FiftyOne…"):
+            key = evaluation.store_run(name, split, iou, conf)
+        st.success(f"Stored evaluation run `{key}`: the FiftyOne App's Model Evaluation panel "
+                   f"shows it; each evaluated box carries `{key}` = tp / fp / fn.")
+
+
+st.subheader("Evaluation drill-down")
+with shown_errors("Evaluating per box"):
+    _drilldown(name, token)

@@ -36,7 +36,7 @@ def _filters(name: str) -> TriageFilter:
     if flt.sample_ids is not None:
         st.info(f"Showing the {len(flt.sample_ids):,} samples of: {flt.source or 'a selection'}")
         if st.button("Show every flagged sample", key="triage_clear_source"):
-            new = replace(new, sample_ids=None, source="")
+            new = replace(new, sample_ids=None, source="", box_ids=None)
     if new != flt:
         state.set_triage(new)
     return state.triage
@@ -75,6 +75,10 @@ HINTS = {"spurious": " → delete?", "bad_box": " → the model's box?",
 
 def _box_caption(row: pd.Series) -> str:
     """One line naming a box, its issue and what the issue suggests doing."""
+    if not isinstance(row["flagged_issue"], str):  # a box of a selection, not flagged
+        conf = f" ({row['confidence']:.2f})" if row["source"] == "pred" else ""
+        status = f" [{row['review_status']}]" if isinstance(row["review_status"], str) else ""
+        return f"{row['source']} '{row['label']}'{conf}{status}"
     if row["flagged_issue"] == "wrong_class" or row["flagged_issue"] not in HINTS:
         hint = f" → {row['suggested_label']}" if isinstance(row["suggested_label"], str) else ""
     else:
@@ -160,7 +164,9 @@ def _sample(name: str, sid: str, row: pd.Series) -> None:
     ds = cache.dataset(name)
     review = views.sample_review(ds, sid)
     boxes = views.sample_boxes(ds, sid)
-    flagged = boxes[boxes["flagged_issue"].notna()].set_index("box_id", drop=False)
+    chosen = get_state().triage.box_ids  # a selection's boxes (a matrix cell), else the flagged
+    keep = boxes["box_id"].isin(chosen) if chosen is not None else boxes["flagged_issue"].notna()
+    flagged = boxes[keep].set_index("box_id", drop=False)
     classes = cache.overview(name, cache.version(name))["classes"]
     left, right = st.columns([3, 2])
     with right:
@@ -168,14 +174,16 @@ def _sample(name: str, sid: str, row: pd.Series) -> None:
         st.caption(_facts(row))
         picked = None
         if flagged.empty:
-            st.caption("No box of this sample is over a flag threshold.")
+            st.caption("No box of this sample is over a flag threshold." if chosen is None
+                       else "No box of this sample is in the selection.")
         else:
             captions = {bid: _box_caption(row) for bid, row in flagged.iterrows()}
             if st.session_state.get("triage_box") in captions:
                 # a decision changes the captions; setting the kept value again makes the
                 # browser show it selected (it matches the choice by caption)
                 st.session_state["triage_box"] = st.session_state["triage_box"]
-            box_id = st.radio("Flagged boxes", list(captions), key="triage_box",
+            box_id = st.radio("Flagged boxes" if chosen is None else "Boxes of the selection",
+                              list(captions), key="triage_box",
                               format_func=lambda bid: captions.get(bid, str(bid)))
             picked = flagged.loc[box_id if box_id in flagged.index else flagged.index[0]]
             _box_actions(name, sid, review["revision"], boxes, picked, classes)

@@ -25,6 +25,8 @@ class TriageFilter:
         split: ``"train"``, ``"val"`` or None.
         cluster: a cluster id or None.
         source: a human-readable reason shown above the queue (e.g. the insight's title).
+        box_ids: boxes to show on each sample instead of its flagged ones (e.g. the boxes
+            behind a confusion-matrix cell); None = the flagged boxes.
     """
 
     sample_ids: tuple[str, ...] | None = None
@@ -33,6 +35,7 @@ class TriageFilter:
     split: str | None = None
     cluster: int | None = None
     source: str = ""
+    box_ids: tuple[str, ...] | None = None
 
 
 @dataclass
