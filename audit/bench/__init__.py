@@ -16,6 +16,7 @@ BENCHMARKS = {
     "ingest": ("audit.bench.ingest_speed", "bench_ingest"),
     "app": ("audit.bench.app_speed", "bench_app"),
     "leaks": ("audit.bench.leaks", "bench_leaks"),
+    "concurrent-ingest": ("audit.bench.concurrent_ingest", "bench_concurrent_ingest"),
 }  # name -> (module, function), each called as function(size=..., out=...)
 SIZES = ("small", "full")  # benchmark sizes every benchmark accepts
 
