@@ -358,6 +358,42 @@ def yolo_export_holding_user_file(ctx: Ctx) -> Path:
     return out
 
 
+def half_scored(ctx: Ctx) -> Path:
+    """``NAME`` marked as a score killed mid-write leaves it (the mark is removed afterwards);
+    returns the module's export folder."""
+    from audit.data import store
+
+    ds = fo.load_dataset(NAME)
+    try:
+        with store.scoring_run(ds):
+            raise KeyboardInterrupt  # the process is stopped before the scores are committed
+    except KeyboardInterrupt:
+        pass
+
+    def unmark() -> None:
+        ds.reload()
+        ds.info = {**ds.info, "audit": {k: v for k, v in ds.info["audit"].items()
+                                        if k != store.INCOMPLETE_KEY}}
+        ds.save()
+
+    ctx.undo.append(unmark)
+    return ctx.good.exports
+
+
+def attached_elsewhere(build: Build) -> Build:
+    """``build``, with FiftyOne set to its own service and data in a folder of the test while
+    the connection it holds is to a server whose data is elsewhere: what attaching to another
+    process's database service looks like."""
+    def wrapped(ctx: Ctx) -> dict[str, Any]:
+        from audit.data import database
+
+        ctx.monkeypatch.setattr(fo.config, "database_uri", None)
+        ctx.monkeypatch.setattr(fo.config, "database_dir", str(ctx.tmp / "fiftyone-db"))
+        ctx.monkeypatch.setattr(database, "_CHECKED", set())
+        return build(ctx)
+    return wrapped
+
+
 def name_only(name: str, **kw: Any) -> Build:
     return lambda ctx: {"name": name, **kw}
 
@@ -367,6 +403,7 @@ def name_only(name: str, **kw: Any) -> Build:
 TRAIN_100 = "train.json: annotation id 1000 (image id 100)"
 TRAIN_101 = "train.json: image id 101 (1.png)"
 CLI = ("api", "main")
+OTHER_DATABASE = "another FiftyOne process of this user started it"
 BAD: dict[str, Row] = {
     # images
     "missing-image-file": Row("ingest", image(Path.unlink), ValueError,
@@ -495,6 +532,9 @@ BAD: dict[str, Row] = {
                                  (f"no dataset named {MISSING!r}",), ("api", "main", "proc")),
     "score-unknown-projection": Row("score", name_only(NAME, projections=("pca", "mds")),
                                     ValueError, ("unknown projection method(s) ['mds']",)),
+    "score-other-database": Row("score", attached_elsewhere(name_only(NAME)), ValueError,
+                                (OTHER_DATABASE, "FIFTYONE_DATABASE_DIR", "Stop that process"),
+                                CLI),
     # exports
     "export-out-is-a-file": Row("export", export_kw(out_is_file), ValueError,
                                 ("exports.txt is a file, not a folder",), CLI),
@@ -524,6 +564,13 @@ BAD: dict[str, Row] = {
                                                            fmt="yolo"), ValueError,
                                        (f"{NAME}-yolo holds 1 file(s) the yolo export did not "
                                         "write (runs/x/best.pt)", "move them out of it"), CLI),
+    "export-relabel-csv-half-scored": Row(
+        "export", export_kw(half_scored, fmt="relabel-csv"), ValueError,
+        (f"dataset {NAME!r}: its last scoring", "did not finish",
+         f"python -m audit score --name {NAME} --full"), CLI),
+    "export-other-database": Row("export", attached_elsewhere(export_kw()), ValueError,
+                                 (OTHER_DATABASE, "FIFTYONE_DATABASE_DIR", "Stop that process"),
+                                 CLI),
     # reviews (the sample is named in every message, see ``test_bad_input...``)
     "review-label-not-a-class": Row("review", review(new_label="zebra\n; DROP"), ValueError,
                                     ("label 'zebra\\n; DROP' is not a class of dataset",
