@@ -64,6 +64,8 @@ def _dataset_facts(name: str) -> None:
     cols[1].metric("Splits", " / ".join(f"{k} {v:,}" for k, v in facts["splits"].items()) or "-")
     cols[2].metric("Classes", len(facts["classes"]))
     st.caption("Classes: " + ", ".join(map(str, facts["classes"])))
+    if facts.get("orphaned_reviews"):
+        _orphaned_reviews(name, facts["orphaned_reviews"])
     if facts.get("score_incomplete"):  # a scoring killed or failed mid-write
         st.error(f"{facts['score_incomplete']}. The audit pages would show a mix of old and "
                  "new scores.")
@@ -79,6 +81,18 @@ def _dataset_facts(name: str) -> None:
         st.warning("This dataset has not been scored yet: the audit pages need scores.")
         if st.button("Score now", key="start_score", type="primary"):
             _score_now(name)
+
+
+def _orphaned_reviews(name: str, n: int) -> None:
+    """Say that the review log holds decisions on samples no longer in the dataset (it was
+    deleted and ingested again), and offer to re-apply them by file path and box."""
+    st.warning(f"The review log holds {n} decision(s) on samples no longer in this dataset "
+               "(it was deleted and ingested again). They can be re-applied to the same images "
+               "and boxes; a box that changed since is left as it is.")
+    if st.button("Re-apply them", key="start_reapply"):
+        with shown_errors("Re-applying the decisions"):
+            st.success(views.reapply_reviews(name))
+            cache.clear()
 
 
 def _stands_out(name: str, top: int = 3) -> None:

@@ -18,6 +18,7 @@ from audit import constants as C
 from audit import issues as I
 from audit.competence import COLUMNS as COMPETENCE_COLUMNS
 from audit.config import ScoringConfig
+from audit.data.review_reapply import orphaned_records, reapply_orphaned
 from audit.mistakenness import is_flagged
 
 ISSUES = I.NAMES  # every issue (audit/issues.py)
@@ -227,7 +228,8 @@ def dataset_overview(ds: Any) -> dict:
     Returns:
         ``{"name", "n_samples", "splits": {split: n}, "classes": [str], "scored_at": str|None,
         "model": str|None, "model_sha": the checkpoint's digest recorded at ingest | None,
-        ...}`` (the summary's other keys kept).
+        "orphaned_reviews": logged decisions on samples no longer in the dataset, ...}`` (the
+        summary's other keys kept).
     """
     from audit.data import store
 
@@ -236,7 +238,15 @@ def dataset_overview(ds: Any) -> dict:
         summary["classes"] = sorted(map(str, ds.distinct("ground_truth.detections.label")))
     summary["model"] = summary.get("ingest", {}).get("model")
     summary["model_sha"] = store.audit_info(ds).get("model_sha")  # the checkpoint's identity
+    summary["orphaned_reviews"] = len(orphaned_records(ds))
     return summary
+
+
+def reapply_reviews(name: str) -> str:
+    """Re-apply the logged decisions on samples no longer in dataset ``name`` (deleted and
+    ingested again) to the samples now at their file paths; one line saying what was done
+    (:func:`audit.data.review_reapply.reapply_orphaned`)."""
+    return reapply_orphaned(open_dataset(name)).summary(name)
 
 
 def insights(ds: Any) -> list[dict]:
