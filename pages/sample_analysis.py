@@ -31,10 +31,18 @@ def _pick_sample(name: str, table: pd.DataFrame) -> str | None:
 
 
 def _box_caption(row: pd.Series) -> str:
-    """One line naming a box and its worst issue."""
-    issue = f" · {row['flagged_issue']} {row['flag_score']:.2f}" if row["flagged_issue"] else ""
-    conf = f" {row['confidence']:.2f}" if row["source"] == "pred" else ""
-    return f"{row['source']} {row['label']}{conf}{issue}"
+    """One line naming a box by source, class, confidence and place, and its worst issue."""
+    issue = row["flagged_issue"]
+    flag = f" · {issue} {row['flag_score']:.2f}" if isinstance(issue, str) else ""
+    source = "label" if row["source"] == "gt" else f"prediction {row['confidence']:.2f}"
+    x1, y1, x2, y2 = (float(row[c]) for c in ("x1", "y1", "x2", "y2"))
+    return f"{source} · {row['label']} · at ({x1:.0f}, {y1:.0f})-({x2:.0f}, {y2:.0f}){flag}"
+
+
+def _network_order() -> None:
+    """Keep the chosen layers in network order, whatever order they were clicked in."""
+    chosen = st.session_state.get("analysis_layers") or []
+    st.session_state["analysis_layers"] = sorted(chosen, key=lambda n: int(n.split(":")[0]))
 
 
 def _heatmaps(detector, image, box: pd.Series, class_name: str, layers: list[int]) -> dict:
@@ -77,15 +85,18 @@ if detector is None:
 # the suggested class is wrong-class evidence: explain it first only for that issue
 default_class = box["suggested_label"] if box["flagged_issue"] == "wrong_class" \
     and box["suggested_label"] in detector.class_names else box["label"]
-class_name = st.selectbox("Explain the class", detector.class_names, key="analysis_class",
-                          index=detector.class_names.index(default_class)
-                          if default_class in detector.class_names else 0)
+if st.session_state.get("analysis_class_box") != (sid, box["box_id"]):  # a new box: its class
+    st.session_state["analysis_class_box"] = (sid, box["box_id"])
+    st.session_state["analysis_class"] = default_class if default_class in detector.class_names \
+        else detector.class_names[0]
+class_name = st.selectbox("Explain the class", detector.class_names, key="analysis_class")
 names = detector.layer_names()[:-1]  # the Detect head cannot be hooked
 default = [n for n in names if n.split(":")[0] in {"4", "16", str(len(names) - 1)}]
-chosen = st.multiselect("Layers", names, default=default, key="analysis_layers")
+chosen = st.multiselect("Layers (network order)", names, default=default, key="analysis_layers",
+                        on_change=_network_order)
 alpha = st.slider("Heat opacity", 0.0, 1.0, 0.5, 0.05, key="analysis_alpha")
 if st.button("Compute heatmaps", key="analysis_compute", type="primary", disabled=not chosen):
-    layers = [int(n.split(":")[0]) for n in chosen]
+    layers = sorted(int(n.split(":")[0]) for n in chosen)
     with shown_errors("Grad-CAM"), st.spinner(f"Back-propagating through {len(layers)} layers…"):
         image = load_image(path)
         st.session_state["analysis_maps"] = (sid, box["box_id"], class_name, _heatmaps(
@@ -94,8 +105,11 @@ stored = st.session_state.get("analysis_maps")
 if stored and stored[:3] == (sid, box["box_id"], class_name):
     maps = stored[3]
     image = load_image(path)
+    st.image(draw.colour_bar(), width=256)
+    st.caption("Colour scale of each map: blue = its lowest heat, red = its highest (each map is "
+               "scaled to its own range).")
     cols = st.columns(min(4, len(maps)))
-    for i, (layer, heat) in enumerate(maps.items()):
+    for i, (layer, heat) in enumerate(sorted(maps.items())):
         overlay = draw.draw_boxes(draw.heat_overlay(image, heat, alpha=alpha),
                                   [box[["x1", "y1", "x2", "y2"]].to_numpy(dtype=float)], [""])
         cols[i % len(cols)].image(overlay, caption=f"layer {names[layer]}",

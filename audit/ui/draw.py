@@ -176,3 +176,18 @@ def thumbnail(image: Image.Image, max_side: int = 256) -> Image.Image:
     out = image.copy()
     out.thumbnail((max_side, max_side))
     return out
+
+
+def colour_bar(width: int = 256, height: int = 14) -> Image.Image:
+    """The heat maps' colour scale as a horizontal bar: low (left, blue) to high (right, red),
+    the ramp :func:`heat_overlay` paints with.
+
+    Example:
+        >>> bar = colour_bar(100, 10)
+        >>> bar.size, bar.getpixel((0, 0)) != bar.getpixel((99, 0))
+        ((100, 10), True)
+    """
+    if width < 2 or height < 1:
+        raise ValueError(f"colour bar needs width >= 2 and height >= 1, got {width}x{height}")
+    ramp = colormap(np.linspace(0.0, 1.0, width))
+    return Image.fromarray(np.repeat(ramp[None, :, :], height, axis=0), mode="RGB")
