@@ -165,8 +165,7 @@ def _show_config(name: str | None) -> str:
 def _reviews(name: str, reapply: bool) -> str:
     """Run ``reviews``: the log's decisions by state, after re-applying orphans if asked."""
     from audit.data import store
-    from audit.data.review_reapply import reapply_orphaned
-    from audit.data.review_store import list_decisions
+    from audit.data.review_log import list_decisions, reapply_orphaned
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the orphan warning: this command is its answer

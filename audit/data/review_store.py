@@ -48,7 +48,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import fiftyone as fo
-import pandas as pd
 from bson import ObjectId
 from bson.errors import InvalidId
 from fiftyone import ViewField as F
@@ -230,7 +229,7 @@ def record_decision(ds: fo.Dataset, decision: Decision, *, home=None,
             revision it was made on kept as ``rebased_from`` in the record's ``after`` state).
         home: folder holding the review logs (default ``constants.AUDIT_HOME``).
         reapplied_from: the id of an orphaned decision this one re-applies (kept in the
-            record's ``after`` state; see :mod:`audit.data.review_reapply`).
+            record's ``after`` state; see :mod:`audit.data.review_log`).
 
     Returns:
         A :class:`ReviewOutcome` (its ``decision`` is the one applied, rebased or not);
@@ -364,40 +363,6 @@ def _replay_locked(ds: fo.Dataset, records: list[LogRecord], progress: bool) -> 
     if applied:
         ds.reload()
     return applied
-
-
-def list_decisions(ds: fo.Dataset, *, sample_id: str | None = None, home=None) -> pd.DataFrame:
-    """Every logged decision of ``ds`` (optionally one sample's), in log order.
-
-    Returns:
-        One row per decision: the :class:`Decision` fields, ``state`` (``applied``; ``pending``:
-        logged but not applied, :func:`replay_log` would apply it; ``rejected``: lost a race;
-        ``sample_missing``: the sample is no longer in the dataset; ``reapplied``: it was not,
-        and a later decision re-applied it to the sample now at its file path, see
-        :mod:`audit.data.review_reapply`),
-        and ``revision`` (the sample revision it produced; NaN unless applied).
-    """
-    records = read_records(ds.name, sample_id=sample_id, home=home)
-    columns = [*Decision.__dataclass_fields__, "state", "revision"]
-    state = _revisions(ds, {r.decision.sample_id for r in records})
-    simulated = {sid: rev for sid, (rev, _) in state.items()}
-    reapplied = {r.after.get("reapplied_from") for r in records}
-    rows = []
-    for record in records:
-        d = record.decision
-        _, ids = state.get(d.sample_id, (0, []))
-        if d.sample_id not in state:
-            row_state = "reapplied" if d.decision_id in reapplied else "sample_missing"
-            produced = float("nan")
-        elif d.decision_id in ids:
-            row_state, produced = "applied", float(ids.index(d.decision_id) + 1)
-        elif d.base_revision == simulated[d.sample_id]:
-            row_state, produced = "pending", float("nan")
-            simulated[d.sample_id] += 1
-        else:
-            row_state, produced = "rejected", float("nan")
-        rows.append({**d.to_dict(), "state": row_state, "revision": produced})
-    return pd.DataFrame(rows, columns=columns)
 
 
 def current_revision(ds: fo.Dataset, sample_id: str) -> int:

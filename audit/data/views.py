@@ -18,7 +18,7 @@ from audit import constants as C
 from audit import issues as I
 from audit.competence import COLUMNS as COMPETENCE_COLUMNS
 from audit.config import ScoringConfig
-from audit.data.review_reapply import orphaned_records, reapply_orphaned
+from audit.data.review_log import orphaned_records, reapply_orphaned
 from audit.mistakenness import is_flagged
 
 ISSUES = I.NAMES  # every issue (audit/issues.py)
@@ -245,7 +245,7 @@ def dataset_overview(ds: Any) -> dict:
 def reapply_reviews(name: str) -> str:
     """Re-apply the logged decisions on samples no longer in dataset ``name`` (deleted and
     ingested again) to the samples now at their file paths; one line saying what was done
-    (:func:`audit.data.review_reapply.reapply_orphaned`)."""
+    (:func:`audit.data.review_log.reapply_orphaned`)."""
     return reapply_orphaned(open_dataset(name)).summary(name)
 
 

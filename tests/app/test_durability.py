@@ -92,7 +92,7 @@ def _next(page, position: int) -> None:
 
 @pytest.mark.browser
 def test_decisions_survive_a_killed_server(tmp_path):
-    from audit.data import review_store, store
+    from audit.data import review_log, review_store, store
     from audit.reviews import read_records
 
     live.require_browser()
@@ -145,7 +145,7 @@ def test_decisions_survive_a_killed_server(tmp_path):
     records = read_records(name)
     assert {r.decision.sample_id for r in records} == {files[f"img_00{k}.png"] for k in range(5)}
     assert {r.decision.action for r in records} == {"fix_class", "confirm", "delete", "relabel"}
-    applied = review_store.list_decisions(ds)
+    applied = review_log.list_decisions(ds)
     assert len(applied) == 5 and set(applied["state"]) == {"applied"}
     labels = {k: ds[files[f"img_00{k}.png"]][review_store.REVIEWED_FIELD].detections
               for k in range(5)}
@@ -156,7 +156,7 @@ def test_decisions_survive_a_killed_server(tmp_path):
 
 
 def test_acknowledged_decisions_survive_a_killed_writer(tmp_path):
-    from audit.data import review_store, store, views
+    from audit.data import review_log, review_store, store, views
     from audit.reviews import read_records
 
     name = "app-test-killed-writer"
@@ -192,7 +192,7 @@ def test_acknowledged_decisions_survive_a_killed_writer(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = views.open_dataset(name)  # what a restarted app does first: finish cut decisions
-        states = review_store.list_decisions(ds)
+        states = review_log.list_decisions(ds)
     assert set(states["state"]) == {"applied"}, states["state"].value_counts().to_dict()
     revisions = ds.values("review_revision")
     lists = [ids or [] for ids in ds.values("review_decision_ids")]

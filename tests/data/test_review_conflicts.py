@@ -84,7 +84,8 @@ def _boxes(ds) -> list[tuple[str, list[str]]]:
 
 
 def test_different_boxes_of_the_same_samples_both_land(review_ds, tmp_path):
-    from audit.data.review_store import REVIEWED_FIELD, list_decisions
+    from audit.data.review_log import list_decisions
+    from audit.data.review_store import REVIEWED_FIELD
     from audit.reviews import read_records
 
     samples = _boxes(review_ds)
@@ -109,7 +110,8 @@ def test_different_boxes_of_the_same_samples_both_land(review_ds, tmp_path):
 
 
 def test_same_box_from_a_stale_revision_conflicts(review_ds, tmp_path):
-    from audit.data.review_store import REVIEWED_FIELD, list_decisions
+    from audit.data.review_log import list_decisions
+    from audit.data.review_store import REVIEWED_FIELD
 
     samples = _boxes(review_ds)
     tasks = tuple([{"sample_id": sid, "box_id": boxes[0], "action": "fix_class",

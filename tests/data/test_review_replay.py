@@ -38,7 +38,7 @@ def test_the_command_line_export_carries_a_decision_a_crash_cut_short(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     from audit.__main__ import main
     from audit.bench.review_load import build_review_dataset
-    from audit.data.review_store import list_decisions
+    from audit.data.review_log import list_decisions
     from audit.reviews import Decision
 
     ds = build_review_dataset(f"replay-export-{uuid.uuid4().hex[:8]}", 2)
@@ -99,7 +99,8 @@ def test_decisions_orphaned_by_a_new_ingest_are_announced_and_reapplied(
 
     from audit.__main__ import main
     from audit.data import store
-    from audit.data.review_store import REVIEWED_FIELD, list_decisions
+    from audit.data.review_log import list_decisions
+    from audit.data.review_store import REVIEWED_FIELD
 
     name = f"reingest-{uuid.uuid4().hex[:8]}"
     world = write_coco_world(tmp_path / "w", {"train": [0, 1, 2], "val": [4]})
@@ -143,7 +144,7 @@ def test_decisions_orphaned_by_a_new_ingest_are_announced_and_reapplied(
 
 def test_a_decision_whose_box_changed_is_left_with_its_reason(tmp_path: Path,
                                                              tiny_checkpoint: Path) -> None:
-    from audit.data.review_reapply import reapply_orphaned
+    from audit.data.review_log import reapply_orphaned
     from tests.data.coco_world import dump, load
 
     name = f"reingest-changed-{uuid.uuid4().hex[:8]}"

@@ -1,10 +1,12 @@
-"""Re-applying orphaned review decisions: a dataset deleted and ingested again under its name.
+"""The review log read against the dataset: each decision's state, and re-applying the decisions
+that a dataset deleted and ingested again under its name left orphaned.
 
-The review log (``<AUDIT_HOME>/<dataset>/reviews.jsonl``) outlives the dataset, but its decisions
-name samples and boxes by FiftyOne ids, which a new ingest draws anew: every decision of the old
-dataset is then ``sample_missing`` (:func:`audit.data.review_store.list_decisions`). Each log
-record also holds a stable key (:func:`audit.data.review_plan.stable_key`): the image's file path
-and the box it was about (source, label, relative box). :func:`reapply_orphaned` finds the sample
+:func:`list_decisions` says of every logged decision whether it is applied, pending, rejected,
+``sample_missing`` or ``reapplied``. The review log (``<AUDIT_HOME>/<dataset>/reviews.jsonl``)
+outlives the dataset, but its decisions name samples and boxes by FiftyOne ids, which a new
+ingest draws anew: every decision of the old dataset is then ``sample_missing``. Each log record
+also holds a stable key (:func:`audit.data.review_plan.stable_key`): the image's file path and
+the box it was about (source, label, relative box). :func:`reapply_orphaned` finds the sample
 now at that file path and the box with that label at that place (within ``GT_TOLERANCE`` for a
 label, ``PRED_TOLERANCE`` for a prediction, which the new ingest recomputed) and records the
 decision again, in log order, as a new decision whose record names the one it re-applies
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import fiftyone as fo
+import pandas as pd
 
 from audit.data.review_plan import current_boxes
 from audit.data.review_store import (
@@ -29,7 +32,7 @@ from audit.data.review_store import (
     ensure_review_fields,
     record_decision,
 )
-from audit.reviews import LogRecord, read_records
+from audit.reviews import Decision, LogRecord, read_records
 
 GT_TOLERANCE = 1e-6  # a label box matches at this largest difference of relative coordinates
 PRED_TOLERANCE = 1e-3  # a prediction, recomputed by the new ingest, at this one
@@ -57,6 +60,40 @@ class ReapplyReport:
             reasons = sorted({reason for _, reason in self.skipped})
             line += f"; {len(self.skipped)} left as they were ({'; '.join(reasons[:3])})"
         return line
+
+
+def list_decisions(ds: fo.Dataset, *, sample_id: str | None = None, home=None) -> pd.DataFrame:
+    """Every logged decision of ``ds`` (optionally one sample's), in log order.
+
+    Returns:
+        One row per decision: the :class:`Decision` fields, ``state`` (``applied``; ``pending``:
+        logged but not applied, :func:`replay_log` would apply it; ``rejected``: lost a race;
+        ``sample_missing``: the sample is no longer in the dataset; ``reapplied``: it was not,
+        and a later decision re-applied it to the sample now at its file path, see
+        :func:`reapply_orphaned`),
+        and ``revision`` (the sample revision it produced; NaN unless applied).
+    """
+    records = read_records(ds.name, sample_id=sample_id, home=home)
+    columns = [*Decision.__dataclass_fields__, "state", "revision"]
+    state = _revisions(ds, {r.decision.sample_id for r in records})
+    simulated = {sid: rev for sid, (rev, _) in state.items()}
+    reapplied = {r.after.get("reapplied_from") for r in records}
+    rows = []
+    for record in records:
+        d = record.decision
+        _, ids = state.get(d.sample_id, (0, []))
+        if d.sample_id not in state:
+            row_state = "reapplied" if d.decision_id in reapplied else "sample_missing"
+            produced = float("nan")
+        elif d.decision_id in ids:
+            row_state, produced = "applied", float(ids.index(d.decision_id) + 1)
+        elif d.base_revision == simulated[d.sample_id]:
+            row_state, produced = "pending", float("nan")
+            simulated[d.sample_id] += 1
+        else:
+            row_state, produced = "rejected", float("nan")
+        rows.append({**d.to_dict(), "state": row_state, "revision": produced})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def orphaned_records(ds: fo.Dataset, *, home=None) -> list[LogRecord]:
