@@ -137,6 +137,17 @@ GAP_MAX_REFERENCE = 20_000  # train images searched for look-alikes (seeded subs
 DUPLICATE_SPREAD = 5.0
 DUPLICATE_NEIGHBOURS = 3  # the yardstick neighbour: an image with up to two copies still has one
 DUPLICATE_SHOWN = 50  # near-duplicate pairs kept in an insight's evidence
+# FiftyOne App opened from the auditor: predictions below this confidence are filtered out of the
+# view it shows (ultralytics' predict default; thumbnails with every box down to 0.001 are
+# unreadable); the filter is a view stage the reviewer can remove in the App
+APP_MIN_CONFIDENCE = MISSING_FLAG_CONF
+# a click waits at most this long for an App still starting (it goes on as soon as the App is up
+# or has failed); the App starts in 10-20 s on 2 busy cores
+APP_WAIT_S = 30.0
+# pages start the App in the background when they show an "Open in FiftyOne App" button (0: not;
+# the tests turn it off so that rendering a page never starts a server)
+APP_WARM_UP = os.environ.get("AUDIT_APP_WARM_UP", "1") != "0"
+APP_CONNECT_S = 10.0  # a new App's session may take this long to connect before it takes a view
 
 # --- model competence (audit/competence.py) ----------------------------------------------------
 # The verdicts are majority rules, not fits to any dataset: at or below each, the model's

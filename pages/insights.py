@@ -8,7 +8,7 @@ import streamlit as st
 from audit import constants as C
 from audit.correlations import LOSS_NAMES, loss_curve, metadata_columns
 from audit.generalisation import gap_by_cluster
-from audit.ui import cache, charts
+from audit.ui import cache, charts, fiftyone_app
 from audit.ui.common import load_image, require_dataset, shown_errors
 from audit.ui.state import TriageFilter, get_state
 
@@ -47,14 +47,6 @@ def _evidence_chart(evidence: dict):
     if "count" in kind or "bar" in kind or not pd.api.types.is_numeric_dtype(frame[x]):
         return charts.bar_chart(frame, x=x, y=y, color=color, keep_order=True)  # as ordered
     return charts.line_chart(frame, x=x, y=y, color=color)
-
-
-def _open_in_fiftyone(name: str, sample_ids: list[str]) -> None:
-    """Launch (or reuse) the FiftyOne App on the samples and keep its URL in the state."""
-    from audit.data.app_launch import launch_app
-
-    with st.spinner("Starting the FiftyOne App…"):
-        get_state().fiftyone_url = launch_app(name, sample_ids=sample_ids)
 
 
 PAIRS_SHOWN = 6  # near-duplicate pairs drawn on a leak card
@@ -97,9 +89,7 @@ def _card(name: str, i: int, item: dict) -> None:
             get_state().set_triage(TriageFilter(sample_ids=tuple(ids),
                                                 source=item.get("title", "an insight")))
             st.switch_page("pages/triage.py")
-        if c[2].button("Open in FiftyOne App", key=f"insights_fiftyone_{i}", disabled=not ids):
-            with shown_errors("Launching the FiftyOne App"):
-                _open_in_fiftyone(name, ids)
+        fiftyone_app.open_button(name, ids, key=f"insights_fiftyone_{i}", container=c[2])
 
 
 def _curve_losses(items: list[dict]) -> dict[str, str]:
@@ -183,6 +173,7 @@ if url:
 if not items:
     st.info("No insight: the dataset is not scored yet, or nothing stands out.")
     st.stop()
+fiftyone_app.warm_up(name)  # the cards' "Open in FiftyOne App" then answers at once
 kinds = sorted({str(d.get("kind", "")) for d in items})
 chosen = st.multiselect("Kinds", kinds, default=kinds, key="insights_kinds")
 for index, insight in enumerate(items):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 _STATE = Path(tempfile.mkdtemp(prefix="yolo-audit-tests-"))
 os.environ.setdefault("AUDIT_HOME", str(_STATE / "audit-home"))
+os.environ["AUDIT_APP_WARM_UP"] = "0"  # rendering a page never starts a FiftyOne App server
 os.environ["FIFTYONE_DATABASE_DIR"] = str(_STATE / "fiftyone-db")
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
 os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
