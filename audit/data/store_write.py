@@ -135,6 +135,27 @@ def _save_flag_views(ds: fo.Dataset, issues: list[str]) -> None:
                      f"{C.GAP_NEIGHBOURS} nearest train images", overwrite=True)
 
 
+LEAK_VIEW = "leaks"  # saved view: the images of every train/val near-copy pair
+
+
+def save_leak_view(ds: fo.Dataset, insights: list[dict]) -> int:
+    """Save (or drop, when there is none) the ``leaks`` view: both images of every near-copy
+    pair across splits that a ``leak`` insight names (:mod:`audit.leaks`), in its order.
+
+    Returns:
+        The number of samples in the view (0 when dropped).
+    """
+    ids = list(dict.fromkeys(str(i) for item in insights if item.get("kind") == "leak"
+                             for i in item.get("sample_ids") or []))
+    if not ids:
+        if ds.has_saved_view(LEAK_VIEW):
+            ds.delete_saved_view(LEAK_VIEW)
+        return 0
+    ds.save_view(LEAK_VIEW, ds.select(ids, ordered=True), overwrite=True,
+                 description="train/val near-copies: each val image, then its train twin")
+    return len(ids)
+
+
 def _register_projections(ds: fo.Dataset, projections: dict[str, NDArray[np.float64]],
                           ids: list[str]) -> list[str]:
     """Register each 2-D projection as a FiftyOne Brain visualization ``latent_<method>``."""
@@ -167,7 +188,8 @@ def write_audit_result(ds: fo.Dataset, result: Any) -> None:
     ``<issue>_score`` and ``suggested_label`` (higher score = more likely wrong, None = does not
     apply); ``info["audit"]``: ``insights``, ``clusters``, ``classes``, ``timings``,
     ``competence`` (:meth:`audit.competence.Competence.to_dict`), ``scored_at``; saved views
-    ``flagged`` / ``flagged-<issue>``; Brain visualizations ``latent_<method>``.
+    ``flagged`` / ``flagged-<issue>`` and ``leaks`` (:func:`save_leak_view`); Brain
+    visualizations ``latent_<method>``.
 
     Args:
         ds: the ingested dataset.
@@ -185,9 +207,11 @@ def write_audit_result(ds: fo.Dataset, result: Any) -> None:
     issues = sorted({str(i) for v in samples.get("flagged", []) for i in (v or [])})
     _save_flag_views(ds, issues)
     keys = _register_projections(ds, projections, [str(i) for i in samples.index])
+    insights = [_cell_tree(i.to_dict() if hasattr(i, "to_dict") else dict(i))
+                for i in getattr(result, "insights", []) or []]
+    save_leak_view(ds, insights)
     update_audit_info(
-        ds, insights=[_cell_tree(i.to_dict() if hasattr(i, "to_dict") else dict(i))
-                      for i in getattr(result, "insights", []) or []],
+        ds, insights=insights,
         clusters=_records(getattr(result, "clusters", None)),
         classes=_records(getattr(result, "classes", None)),
         timings=_cell_tree(dict(getattr(result, "timings", {}) or {})),
