@@ -8,18 +8,19 @@ them it is most likely a tree the detector missed. No fixed threshold serves bot
 sorted across issues puts whichever issue's scale runs highest first.
 
 So the auditor asks the data. It copies some images and plants in each copy a few errors of
-known kind, by the definitions of the four box issues (a label moved off its object, a label
-given another class, a label on background, a label removed), scores the copies with the very
-same scorer and settings, and reads, per issue and class, how the evidence of the planted errors
-differs from that of the copies' untouched labels (mostly right). A weighted monotone
+known kind, by the definitions of the five box issues (a label moved off its object, a label
+given another class, a label on background, a label removed, two neighbours drawn as one),
+scores the copies with the very same scorer and settings, and reads, per issue and class, how
+the evidence of the planted errors differs from that of the copies' untouched labels (mostly
+right). A weighted monotone
 (isotonic) fit shared by the classes, with a log-odds shift per class, then gives
 ``P(wrong | evidence)`` at a prior error rate, monotone in the evidence, so the order of boxes
 within one issue and class never changes.
 
 * a class whose errors the model cannot tell from its right labels gets probabilities near the
   prior: its flags go quiet instead of filling the queue with the model's own misses;
-* one threshold (0.5: more likely wrong than right) flags every issue, and one sorted list puts
-  the likeliest errors first whatever their type;
+* one threshold (``FLAG_PROBABILITY``, 0.3: worth a reviewer's look) flags every issue, and one
+  sorted list puts the likeliest errors first whatever their type;
 * the fit's AUROC (planted errors against untouched labels) says how findable each issue is in
   this dataset with this model, per class (:class:`CalibrationSummary`).
 
@@ -37,16 +38,23 @@ from numpy.typing import NDArray
 
 from audit import constants as C
 from audit.decoys import origin_id, plant_decoys
+from audit.inconsistency import score_inconsistency
+from audit.mistakenness import is_flagged, score_boxes
 from audit.neighbours import background_likeness, l2_normalise
 
 CALIBRATED_ISSUES = {"spurious": "spawn", "bad_box": "shift", "wrong_class": "flip",
-                     "missing": "drop"}  # issue -> the decoy error that plants it
+                     "missing": "drop", "group_box": "merge"}  # issue -> the decoy that plants it
 # pieces of evidence an issue's calibration weighs itself, beside its combined evidence: a
 # spurious label is one no prediction supports, one that looks unlike any labelled object, or one
 # that looks more like background than like labelled objects (:func:`background_evidence`);
 # which counts more depends on the model (a weak one misses real objects, which look unlike the
 # labelled ones but not like background)
-EVIDENCE_COLUMNS = {"spurious": ("far_evidence", "background_evidence")}
+# a group box (two objects drawn as one) is larger than its class's labels use to be
+EVIDENCE_COLUMNS = {"spurious": ("far_evidence", "background_evidence"),
+                    "group_box": ("size_evidence",)}
+# decoys per fitted column below which an issue's extra evidence is left out (a logistic fit on a
+# handful of decoys weighs the columns by chance; the one-column isotonic fit is safer)
+MIN_DECOYS_PER_COLUMN = 15
 _EPS = 1e-4  # evidence is clipped to [_EPS, 1 - _EPS] before its logit
 TIE_WEIGHT = 1e-6  # weight of the evidence's rank in the calibrated score (breaks ties only)
 
@@ -239,7 +247,7 @@ def _log_ratios(issue: str, col: str, pos: pd.DataFrame, neg: pd.DataFrame,
     them and one separates, else from the isotonic fit on the combined evidence."""
     extra = tuple(c for c in EVIDENCE_COLUMNS.get(issue, ())
                   if c in raw and c in pos and c in neg)
-    if extra and len(pos) and len(neg):
+    if extra and len(pos) >= MIN_DECOYS_PER_COLUMN * (1 + len(extra)) and len(neg):
         fit = _evidence_fit(_columns(pos, col, extra), _columns(neg, col, extra))
         if fit is not None:
             return (fit(_columns(pos, col, extra)), fit(_columns(neg, col, extra)),
@@ -297,10 +305,13 @@ def calibrated_box_scores(boxes: pd.DataFrame, box_features: NDArray | None,
                           thresholds: dict[str, float] | None = None,
                           missing_flag_conf: float = C.MISSING_FLAG_CONF,
                           probes: tuple[pd.DataFrame, NDArray | None] | None = None,
+                          inconsistency_kwargs: dict | None = None,
                           seed: int = C.SEED) -> tuple[pd.DataFrame, CalibrationSummary]:
     """Plant decoys, score them with :func:`audit.mistakenness.score_boxes` and the same
     ``scorer_kwargs``, calibrate ``raw`` (that scorer's frame on the real data) and flag each
     calibrated issue where its probability reaches its threshold (default ``FLAG_PROBABILITY``).
+    Where ``raw`` holds ``group_box_score`` (:func:`audit.inconsistency.score_inconsistency`
+    with ``inconsistency_kwargs``), the copies are scored by it too and group boxes calibrated.
 
     Returns:
         ``(frame, summary)`` as :func:`calibrate_scores`, with ``is_<issue>_issue`` recomputed.
@@ -309,8 +320,6 @@ def calibrated_box_scores(boxes: pd.DataFrame, box_features: NDArray | None,
         >>> raw, _ = score_boxes(boxes, feats, samples)  # doctest: +SKIP
         >>> scores, summary = calibrated_box_scores(boxes, feats, samples, raw)  # doctest: +SKIP
     """
-    from audit.mistakenness import is_flagged, score_boxes
-
     world = plant_decoys(boxes, box_features, samples, per_type=per_type,
                          max_per_image=max_per_image, shift_iou=shift_iou, probes=probes,
                          seed=seed)
@@ -318,6 +327,11 @@ def calibrated_box_scores(boxes: pd.DataFrame, box_features: NDArray | None,
         return raw.copy(), CalibrationSummary(pd.DataFrame())
     kwargs = dict(scorer_kwargs or {})
     decoy_raw, _ = score_boxes(world.boxes, world.features, world.samples, **kwargs)
+    if "group_box_score" in raw:
+        group = score_inconsistency(world.boxes, **(inconsistency_kwargs or {})).boxes
+        decoy_raw = decoy_raw.join(group[["group_box_score"]], how="left")
+    raw = raw.assign(size_evidence=size_evidence(raw, boxes))
+    decoy_raw = decoy_raw.assign(size_evidence=size_evidence(decoy_raw, world.boxes))
     if probes is not None and probes[1] is not None and box_features is not None:
         k = int(kwargs.get("k", C.KNN_K))
         raw = raw.assign(background_evidence=background_evidence(
@@ -354,3 +368,19 @@ def background_evidence(frame: pd.DataFrame, boxes: pd.DataFrame, box_features: 
     out = pd.Series(np.nan, index=frame.index.astype(str))
     out.loc[ids] = like
     return out.to_numpy()
+
+
+def size_evidence(frame: pd.DataFrame, boxes: pd.DataFrame) -> NDArray:
+    """Per row of ``frame``: how much larger a label is than its class's labels use to be, as
+    a robust z of its log area within the class (median, 1.4826 MAD; 0 for a class of one
+    size), NaN for other rows. Data-derived: no size is assumed."""
+    gt = boxes[(boxes["source"] == "gt").to_numpy()]
+    area = np.log(np.maximum((gt["x2"] - gt["x1"]).to_numpy(float)
+                             * (gt["y2"] - gt["y1"]).to_numpy(float), 1e-6))
+    z = pd.Series(area, index=gt["box_id"].astype(str).to_numpy())
+    for _, idx in gt.groupby(gt["label"].astype(str)).indices.items():
+        a = area[idx]
+        mad = 1.4826 * np.median(np.abs(a - np.median(a)))
+        z.iloc[idx] = (a - np.median(a)) / mad if mad > 0 else 0.0
+    return z.reindex(frame.index.astype(str)).to_numpy(float)
+

@@ -9,8 +9,8 @@ chosen). Fields are of two kinds:
 * **score** (:data:`SCORE_FIELDS`): everything that changes a score, a cluster, a projection or
   an insight; changing one of these needs a full re-score.
 
-``group_box_flag`` is a score field: besides flagging group boxes it decides which boxes count as
-the group convention, and that feeds the partial-labels score and the class conventions.
+``group_convention_score`` is a score field: it decides which boxes count as the group
+convention, and that feeds the partial-labels score and the class conventions.
 
 The config a dataset was scored with is stored in ``dataset.info["audit"]["scoring_config"]``
 (:meth:`ScoringConfig.to_dict`) and read back by the views and exports that flag at view time.
@@ -101,6 +101,8 @@ class ScoringConfig:
                                  bounds=_OPEN_UNIT, flag_only=True, section=FLAGS)
     missing_flag: float = _knob(C.MISSING_SCORE, "missing score that flags a prediction",
                                 bounds=_OPEN_UNIT, flag_only=True, section=FLAGS)
+    group_box_flag: float = _knob(C.GROUP_SCORE, "group-box score that flags a label",
+                                  bounds=_OPEN_UNIT, flag_only=True, section=FLAGS)
     partial_labels_flag: float = _knob(C.PARTIAL_SCORE, "partial-labels score that flags an image",
                                        bounds=_OPEN_UNIT, flag_only=True, section=FLAGS)
     missing_flag_conf: float = _knob(
@@ -144,9 +146,9 @@ class ScoringConfig:
                              "evidence counts fully", bounds=_OPEN_UNIT, section=MIST,
                              args=_m("look_conf"))
     # --- score: label inconsistency ---------------------------------------------------------
-    group_box_flag: float = _knob(
-        C.GROUP_SCORE, "group-box score that flags a label and makes it a group-convention box",
-        bounds=_OPEN_UNIT, section=INC, args=_i("group_threshold"))
+    group_convention_score: float = _knob(
+        C.GROUP_CONVENTION_SCORE, "group-box evidence from which a box counts as the group "
+        "convention", bounds=_OPEN_UNIT, section=INC, args=_i("convention_threshold"))
     group_contain: float = _knob(C.GROUP_CONTAIN, "share of a prediction inside a box that makes "
                                  "it a member", bounds=_OPEN_UNIT, section=INC,
                                  args=_i("contain"))
@@ -286,6 +288,7 @@ class ScoringConfig:
             out["thresholds"] = {i: thr[i] for i in I.MISTAKENNESS_ISSUES}
         elif scorer == "inconsistency":
             out["partial_threshold"] = self.partial_labels_flag
+            out["group_threshold"] = self.group_box_flag
         return out
 
     def score_fields_equal(self, other: ScoringConfig) -> bool:

@@ -142,14 +142,135 @@ def _image_size(rows: pd.DataFrame, sample: pd.Series) -> tuple[float, float]:
     return w, h
 
 
+@dataclass
+class _Copy:
+    """One image's copy while decoys are planted in it."""
+
+    sid: str
+    rows: pd.DataFrame
+    feats: NDArray | None
+    is_gt: NDArray
+    xy: NDArray
+    width: float
+    height: float
+    keep: NDArray
+    truth: dict
+
+    def box_id(self, i: int) -> str:
+        return str(self.rows["box_id"].iloc[i])
+
+
+def _neighbour_pairs(xy: NDArray, labels: NDArray, rows: NDArray) -> list[tuple[int, int]]:
+    """Pairs of ``rows`` of one class that are neighbours (centres within 1.5 times their mean
+    side), nearest first."""
+    if len(rows) < 2:
+        return []
+    centre = (xy[rows, :2] + xy[rows, 2:]) / 2
+    side = np.sqrt(B.box_area(xy[rows]))
+    dist = np.linalg.norm(centre[:, None] - centre[None], axis=2)
+    lab = labels[rows]
+    ok = (dist <= 0.75 * (side[:, None] + side[None])) & (lab[:, None] == lab[None])
+    i, j = np.nonzero(np.triu(ok, 1))
+    order = np.argsort(dist[i, j], kind="stable")
+    return [(int(rows[i[o]]), int(rows[j[o]])) for o in order]
+
+
+def _plant_merges(c: _Copy, k: int, labels: NDArray, free: NDArray) -> set[int]:
+    """Up to ``k`` merge decoys: two neighbouring labels of one class replaced by the box around
+    both (the first keeps its row and feature, the second leaves the copy) where that box
+    encloses no third label. Returns the rows used."""
+    used: set[int] = set()
+    for a, b in _neighbour_pairs(c.xy, labels, free):
+        if len(used) >= 2 * k:
+            break
+        if a in used or b in used:
+            continue
+        union = np.r_[np.minimum(c.xy[a, :2], c.xy[b, :2]), np.maximum(c.xy[a, 2:], c.xy[b, 2:])]
+        rest = np.setdiff1d(np.flatnonzero(c.is_gt), [a, b])
+        if rest.size and (B.containment(c.xy[rest], union[None])[:, 0] >= C.GROUP_CONTAIN).any():
+            continue
+        c.rows.iloc[a, c.rows.columns.get_indexer(["x1", "y1", "x2", "y2"])] = union
+        c.keep[b] = False
+        c.truth[c.box_id(a)] = "group_box"
+        used |= {a, b}
+    return used
+
+
+def _plant_on_labels(c: _Copy, rng: np.random.Generator, k: int, classes: NDArray,
+                     freq: NDArray, shift_iou: tuple[float, float]) -> None:
+    """Merge decoys on neighbouring labels, then shift, flip and drop decoys in turn, on up to
+    half of the copy's labels in all."""
+    gts = rng.permutation(np.flatnonzero(c.is_gt))
+    labels = c.rows["label"].astype(str).to_numpy()
+    budget = len(gts) // 2  # half stay untouched
+    used = _plant_merges(c, min(k, budget // 2), labels, gts)
+    drop = []
+    start = int(rng.integers(0, 3))  # which kind an image with few labels gets
+    rest = [g for g in gts if g not in used][: max(0, min(3 * k, budget - len(used)))]
+    for j, g in enumerate(rest):
+        kind = ("shift", "flip", "drop")[(start + j) % 3]
+        if kind == "shift":
+            new = _shift(rng, c.xy[g], c.width, c.height, shift_iou)
+            if new is not None:
+                c.rows.iloc[g, c.rows.columns.get_indexer(["x1", "y1", "x2", "y2"])] = new
+                c.truth[c.box_id(g)] = "bad_box"
+        elif kind == "flip" and len(classes) > 1:
+            p = np.where(classes == labels[g], 0.0, freq)
+            c.rows.iloc[g, c.rows.columns.get_loc("label")] = rng.choice(classes, p=p / p.sum())
+            c.truth[c.box_id(g)] = "wrong_class"
+        elif kind == "drop":
+            c.keep[g] = False
+            drop.append(g)
+    for g in drop:  # the dropped label's object is now the best prediction over it
+        preds = np.flatnonzero((~c.is_gt) & (labels == labels[g]))
+        if preds.size:
+            iou = B.iou_matrix(c.xy[g][None], c.xy[preds])[0]
+            ok = preds[iou >= C.MATCH_IOU]
+            if ok.size:
+                best = ok[np.argmax(np.nan_to_num(c.rows["confidence"].to_numpy(float)[ok]))]
+                c.truth[c.box_id(best)] = "missing"
+
+
+def _plant_spawns(c: _Copy, rng: np.random.Generator, k: int, classes: NDArray, freq: NDArray,
+                  sites: list, has_probes: bool, taken: NDArray) -> tuple[pd.DataFrame, list]:
+    """Up to ``k`` labels on background: on the image's probes, else on faint predictions'
+    boxes, else anywhere empty without a feature. Returns the new rows and their features."""
+    background = (_background_preds(c.xy, c.is_gt, c.rows["confidence"].to_numpy(float),
+                                    c.feats) if not has_probes else np.zeros(0, np.int64))
+    gts = np.flatnonzero(c.is_gt)
+    # with features in play, a spawn decoy needs one: only probes (or faint predictions)
+    n_spawn = k if c.feats is None or (not sites and not has_probes) else min(
+        k, len(sites) or len(background))
+    spawned, feats = [], []
+    for j in range(n_spawn):
+        if j < len(sites):  # on a probe, with the model's feature there
+            new, feat = sites[j]
+        elif j < len(background):  # on a faint prediction's box, with its feature
+            b = background[j]
+            new, feat = c.xy[b], c.feats[b]
+            c.keep[b] = False  # nothing of the model's is left on it
+        else:  # anywhere on background, no feature
+            new = _spawn(rng, c.xy[gts[j % len(gts)]], taken, c.width, c.height)
+            feat = None
+        if new is not None:
+            bid = f"{c.sid}~spawn{j}"
+            spawned.append({"sample_id": f"{c.sid}{DECOY_SUFFIX}", "box_id": bid,
+                            "source": "gt", "x1": new[0], "y1": new[1], "x2": new[2],
+                            "y2": new[3], "label": rng.choice(classes, p=freq),
+                            "confidence": np.nan, "iscrowd": False})
+            feats.append(feat)
+            c.truth[bid] = "spurious"
+    return pd.DataFrame(spawned, columns=list(c.rows.columns)), feats
+
+
 def plant_decoys(boxes: pd.DataFrame, box_features: NDArray | None, samples: pd.DataFrame, *,
                  per_type: int = C.DECOYS_PER_TYPE, max_per_image: int = C.DECOYS_MAX_PER_IMAGE,
                  shift_iou: tuple[float, float] = C.DECOY_SHIFT_IOU,
                  probes: tuple[pd.DataFrame, NDArray | None] | None = None,
                  seed: int = C.SEED) -> DecoyWorld:
     """Copies of up to ``per_type`` labelled images, each with up to ``max_per_image`` planted
-    errors of each kind (spawn, shift, flip, drop), never two on one label and never on more
-    than half of an image's labels (the rest are the untouched rows the decoys are read
+    errors of each kind (spawn, shift, flip, drop, merge), never two on one label and never on
+    more than half of an image's labels (the rest are the untouched rows the decoys are read
     against).
 
     Copies get ids ``<sample_id>~decoy`` (boxes ``<box_id>~decoy``), one copy per image, so the
@@ -157,7 +278,9 @@ def plant_decoys(boxes: pd.DataFrame, box_features: NDArray | None, samples: pd.
     lies on one of the image's background ``probes`` (drawn at ingest by
     :func:`background_probes`, with the model's feature there); for a dataset without probes, on
     a faint prediction's box on background (that prediction leaves the copy), else anywhere
-    empty without a feature. A shifted or flipped label keeps its object's feature.
+    empty without a feature. A shifted or flipped label keeps its object's feature; a merged
+    label (two neighbouring labels of one class replaced by the box around both) keeps the
+    first one's.
 
     Returns:
         A :class:`DecoyWorld`; empty frames when no image holds a label.
@@ -169,87 +292,35 @@ def plant_decoys(boxes: pd.DataFrame, box_features: NDArray | None, samples: pd.
     labelled = pd.unique(boxes.loc[gt_mask, "sample_id"].astype(str))
     classes, counts = np.unique(boxes.loc[gt_mask, "label"].astype(str), return_counts=True)
     freq = counts / max(counts.sum(), 1)
-    n_img = len(labelled)
-    if n_img == 0:
-        return DecoyWorld(boxes.iloc[:0].copy(), None if box_features is None else
-                          np.asarray(box_features)[:0], samples.iloc[:0].copy(),
-                          pd.Series(dtype=object))
-    k = int(min(max_per_image, max(1, math.ceil(per_type / n_img))))
-    chosen = rng.permutation(labelled)[: int(min(n_img, math.ceil(per_type / k)))]
     feats = None if box_features is None else np.asarray(box_features, dtype=np.float32)
+    if not len(labelled):
+        return DecoyWorld(boxes.iloc[:0].copy(), None if feats is None else feats[:0],
+                          samples.iloc[:0].copy(), pd.Series(dtype=object))
+    k = int(min(max_per_image, max(1, math.ceil(per_type / len(labelled)))))
+    chosen = rng.permutation(labelled)[: int(min(len(labelled), math.ceil(per_type / k)))]
     by_sample = boxes.groupby(boxes["sample_id"].astype(str)).indices
     sample_rows = samples.copy()
     sample_rows.index = sample_rows.index.astype(str)
-    out_rows, out_feats, truth = [], [], {}
     conf_all = boxes["confidence"].to_numpy(float)
     probe_sites = _probe_sites(probes)
+    out_rows, out_feats, truth = [], [], {}
     for sid in chosen:
         idx = by_sample[sid]
         rows = boxes.iloc[idx].copy()
         rows["sample_id"] = f"{sid}{DECOY_SUFFIX}"
         rows["box_id"] = rows["box_id"].astype(str) + DECOY_SUFFIX
-        f = None if feats is None else feats[idx].copy()
-        width, height = _image_size(rows, sample_rows.loc[sid])
-        is_gt = gt_mask[idx]
-        xy = xyxy(rows)
-        gts = rng.permutation(np.flatnonzero(is_gt))
-        taken = xy[is_gt | (np.nan_to_num(conf_all[idx]) >= C.GROUP_MEMBER_CONF)]
-        drop, keep_rows = [], np.ones(len(rows), bool)
-        start = int(rng.integers(0, 3))  # which kind an image with few labels gets
-        for j, g in enumerate(gts[: min(3 * k, len(gts) // 2)]):  # half stay untouched
-            kind = ("shift", "flip", "drop")[(start + j) % 3]
-            if kind == "shift":
-                new = _shift(rng, xy[g], width, height, shift_iou)
-                if new is not None:
-                    rows.iloc[g, rows.columns.get_indexer(["x1", "y1", "x2", "y2"])] = new
-                    truth[rows["box_id"].iloc[g]] = "bad_box"
-            elif kind == "flip" and len(classes) > 1:
-                own = rows["label"].iloc[g]
-                p = np.where(classes == own, 0.0, freq)
-                rows.iloc[g, rows.columns.get_loc("label")] = rng.choice(classes, p=p / p.sum())
-                truth[rows["box_id"].iloc[g]] = "wrong_class"
-            elif kind == "drop":
-                keep_rows[g] = False
-                drop.append(g)
-        for g in drop:  # the dropped label's object is now the best prediction over it
-            preds = np.flatnonzero((~is_gt) & (rows["label"].to_numpy() == rows["label"].iloc[g]))
-            if preds.size:
-                iou = B.iou_matrix(xy[g][None], xy[preds])[0]
-                ok = preds[iou >= C.MATCH_IOU]
-                if ok.size:
-                    best = ok[np.argmax(np.nan_to_num(rows["confidence"].to_numpy(float)[ok]))]
-                    truth[rows["box_id"].iloc[best]] = "missing"
-        spawned, spawn_feats = [], []
-        sites = probe_sites.get(sid, [])
-        background = (_background_preds(xy, is_gt, rows["confidence"].to_numpy(float), f)
-                      if probes is None else np.zeros(0, np.int64))
-        # with features in play, a spawn decoy needs one: only probes (or faint predictions)
-        n_spawn = k if f is None or (not sites and probes is None) else min(k, len(sites) or
-                                                                             len(background))
-        for j in range(n_spawn):
-            if j < len(sites):  # on a probe, with the model's feature there
-                new, feat = sites[j]
-            elif j < len(background):  # on a faint prediction's box, with its feature
-                b = background[j]
-                new, feat = xy[b], f[b]
-                keep_rows[b] = False  # nothing of the model's is left on it
-            else:  # anywhere on background, no feature
-                new = _spawn(rng, xy[gts[j % len(gts)]], taken, width, height)
-                feat = None
-            if new is not None:
-                spawned.append({"sample_id": f"{sid}{DECOY_SUFFIX}", "box_id": f"{sid}~spawn{j}",
-                                "source": "gt", "x1": new[0], "y1": new[1], "x2": new[2],
-                                "y2": new[3], "label": rng.choice(classes, p=freq),
-                                "confidence": np.nan, "iscrowd": False})
-                spawn_feats.append(feat)
-                truth[f"{sid}~spawn{j}"] = "spurious"
-        rows = rows[keep_rows]
-        out_rows += [rows, pd.DataFrame(spawned, columns=list(rows.columns)
-                                        if spawned else rows.columns)]
-        if f is not None:
-            nan = np.full(f.shape[1], np.nan, np.float32)
-            out_feats += [f[keep_rows], np.array([nan if v is None else v for v in spawn_feats],
-                                                 np.float32).reshape(-1, f.shape[1])]
+        c = _Copy(sid, rows, None if feats is None else feats[idx].copy(), gt_mask[idx],
+                  xyxy(rows), *_image_size(rows, sample_rows.loc[sid]),
+                  np.ones(len(rows), bool), truth)
+        taken = c.xy[c.is_gt | (np.nan_to_num(conf_all[idx]) >= C.GROUP_MEMBER_CONF)]
+        _plant_on_labels(c, rng, k, classes, freq, shift_iou)
+        spawned, spawn_feats = _plant_spawns(c, rng, k, classes, freq, probe_sites.get(sid, []),
+                                             probes is not None, taken)
+        out_rows += [c.rows[c.keep], spawned]
+        if c.feats is not None:
+            nan = np.full(c.feats.shape[1], np.nan, np.float32)
+            out_feats += [c.feats[c.keep], np.array([nan if v is None else v for v in spawn_feats],
+                                                    np.float32).reshape(-1, c.feats.shape[1])]
     decoy_boxes = pd.concat(out_rows, ignore_index=True)
     decoy_boxes = decoy_boxes.astype({c: boxes[c].dtype for c in ("x1", "y1", "x2", "y2")})
     decoy_samples = sample_rows.loc[chosen].copy()

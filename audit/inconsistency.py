@@ -135,6 +135,7 @@ def score_inconsistency(
     partial_conf: float = C.PARTIAL_CONF,
     match_iou: float = C.MATCH_IOU,
     group_threshold: float = C.GROUP_SCORE,
+    convention_threshold: float = C.GROUP_CONVENTION_SCORE,
     partial_threshold: float = C.PARTIAL_SCORE,
     mixed_min: float = C.MIXED_CONVENTION_MIN,
 ) -> InconsistencyResult:
@@ -146,7 +147,10 @@ def score_inconsistency(
             :func:`group_member_evidence`.
         partial_conf: predictions at least this confident count as unlabelled objects.
         match_iou: a label covers a prediction at this IoU.
-        group_threshold, partial_threshold: flag thresholds on the scores.
+        group_threshold, partial_threshold: flag thresholds on the scores (the group-box flag
+            is recomputed on the calibrated score by :mod:`audit.calibration`).
+        convention_threshold: group-box evidence from which a box counts as the group
+            convention (it covers its members for the partial-labels score).
         mixed_min: both conventions must cover this share of a class's boxes to call it mixed.
 
     Returns:
@@ -180,7 +184,7 @@ def score_inconsistency(
             "label": gt["label"].astype(str).to_numpy(),
             "group_box_score": np.where(crowd, np.nan, score),
             "is_group_box_issue": ~crowd & (score >= group_threshold),
-            "is_group": crowd | (score >= group_threshold),
+            "is_group": crowd | (score >= convention_threshold),
             "n_members": n_members,
         },
         index=pd.Index(gt["box_id"].to_numpy(), name="box_id"),

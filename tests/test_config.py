@@ -67,8 +67,9 @@ def test_run_defaults_and_field_groups():
     assert (DEFAULT.n_clusters, DEFAULT.projections, DEFAULT.seed) == (
         C.N_CLUSTERS, C.PROJECTION_METHODS, C.SEED)
     assert set(FLAG_ONLY_FIELDS) == {"wrong_class_flag", "bad_box_flag", "spurious_flag",
-                                     "missing_flag", "partial_labels_flag", "missing_flag_conf"}
-    assert "group_box_flag" in SCORE_FIELDS  # it also decides the group convention
+                                     "missing_flag", "group_box_flag", "partial_labels_flag",
+                                     "missing_flag_conf"}
+    assert "group_convention_score" in SCORE_FIELDS  # it feeds partial labels and conventions
     assert set(FLAG_ONLY_FIELDS) | set(SCORE_FIELDS) == set(FIELD_NAMES)
 
 
@@ -153,8 +154,9 @@ def test_flag_thresholds_and_flag_only_comparison():
     assert cfg.flag_thresholds()["missing"] == 0.7
     assert cfg.score_fields_equal(DEFAULT) and cfg.differences(DEFAULT) == [
         "missing_flag", "missing_flag_conf"]
-    for field in ("group_box_flag", "k", "n_clusters", "projections"):
-        value = {"group_box_flag": "0.2", "k": "3", "n_clusters": "4", "projections": "pca"}
+    for field in ("group_convention_score", "k", "n_clusters", "projections"):
+        value = {"group_convention_score": "0.2", "k": "3", "n_clusters": "4",
+                 "projections": "pca"}
         assert not DEFAULT.with_overrides([f"{field}={value[field]}"]).score_fields_equal(DEFAULT)
 
 

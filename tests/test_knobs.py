@@ -150,12 +150,12 @@ KNOBS = [
      ("reference_per_class=3",)),
     # audit.inconsistency.score_inconsistency
     ("match_iou", 0.7, "model", ("samples", "s8", "partial_labels_score"), ()),
-    ("group_box_flag", 0.5, "model", ("boxes", "group", "is_group_box_issue"), ()),
-    ("group_contain", 0.95, "model", ("boxes", "group", "group_box_score"), ()),
-    ("group_min_members", 3, "model", ("boxes", "group", "group_box_score"), ()),
+    ("group_convention_score", 0.5, "model", ("classes", "book", "n_group"), ()),
+    ("group_contain", 0.95, "model", ("boxes", "group", "group_box_evidence"), ()),
+    ("group_min_members", 3, "model", ("boxes", "group", "group_box_evidence"), ()),
     ("group_member_conf", 0.05, "model", ("boxes", "group", "n_members"), ()),
-    ("group_evidence_conf", 0.2, "model", ("boxes", "group", "group_box_score"), ()),
-    ("group_member_max_area", 0.4, "model", ("boxes", "group", "group_box_score"), ()),
+    ("group_evidence_conf", 0.2, "model", ("boxes", "group", "group_box_evidence"), ()),
+    ("group_member_max_area", 0.4, "model", ("boxes", "group", "group_box_evidence"), ()),
     ("partial_conf", 0.7, "model", ("samples", "s5", "partial_labels_score"), ()),
     ("mixed_convention_min", 0.6, "model", ("classes", "book", "is_mixed_convention"), ()),
     # audit.calibration: the probabilities of the box issues
@@ -170,6 +170,7 @@ FLAGS = [
     ("bad_box_flag", "model", ("boxes", "near", "bad_box_score")),
     ("spurious_flag", "model", ("boxes", "lonely", "spurious_score")),
     ("missing_flag", "model", ("boxes", "unlabelled", "missing_score")),
+    ("group_box_flag", "model", ("boxes", "group", "group_box_score")),
     ("partial_labels_flag", "model", ("samples", "s5", "partial_labels_score")),
     # the prediction "unlabelled" has confidence 0.6: flagged (threshold at its score), then not
     ("missing_flag_conf", "model", ("boxes", "unlabelled", "missing_score")),

@@ -33,7 +33,7 @@ def dataset():
 
 
 def test_the_rule_needs_the_confidence_floor_for_missing_only() -> None:
-    assert is_flagged("missing", [0.8, 0.8, 0.3], [0.6, 0.1, 0.9]).tolist() == [True, False,
+    assert is_flagged("missing", [0.8, 0.8, 0.2], [0.6, 0.1, 0.9]).tolist() == [True, False,
                                                                                 False]
     below = C.SPURIOUS_SCORE - 0.01
     assert is_flagged("spurious", [C.SPURIOUS_SCORE, below]).tolist() == [True, False]
