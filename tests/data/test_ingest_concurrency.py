@@ -16,6 +16,7 @@ from typing import Any
 
 import fiftyone as fo
 import pytest
+from bson import ObjectId
 
 from audit.data import store
 from audit.data.ingest import ingest
@@ -112,3 +113,30 @@ def test_two_fresh_ingests_of_one_name_at_once_both_succeed(repeat: int, tmp_pat
     finally:
         if fo.dataset_exists(name):
             fo.load_dataset(name).delete()
+
+
+def test_a_dataset_from_before_the_unique_index_is_converted_or_refused(tmp_path: Path,
+                                                                        tiny_checkpoint: Path
+                                                                        ) -> None:
+    """A dataset made before filepaths were unique: converted on resume; one already holding an
+    image twice (the old race's result) is refused, naming the image, and left as it was."""
+    world = write_coco_world(tmp_path / "w", {"train": [0, 1]})
+    name = f"race-old-{uuid.uuid4().hex[:8]}"
+    kw = {**_kw(world, tiny_checkpoint), "val_json": None}
+    ds = ingest(name, **kw)
+    try:
+        coll = ds._sample_collection
+        coll.drop_index("filepath_1")
+        coll.create_index("filepath")  # as FiftyOne makes it: not unique
+        twin = coll.find_one({})
+        coll.insert_one({**twin, "_id": ObjectId()})
+        with pytest.raises(ValueError) as err:
+            ingest(name, **kw)
+        assert f"dataset {name!r} holds 1 image(s) more than once ({twin['filepath']} (2x))" \
+            in str(err.value) and "ingest again under a new name" in str(err.value)
+        assert len(ds) == 3 and not ds.get_index_information()["filepath"].get("unique")
+        coll.delete_one({"_id": twin["_id"]})
+        ingest(name, **kw)
+        assert len(ds) == 2 and ds.get_index_information()["filepath"]["unique"]
+    finally:
+        fo.load_dataset(name).delete()
