@@ -50,6 +50,9 @@ else:
     st.dataframe(by_split, key="overview_by_split")
 
 
+MATRIX_INDEX_PX, MATRIX_CELL_PX, MATRIX_ROW_PX = 150, 110, 35  # the matrix's fixed layout
+
+
 def _pick_cell(rows: list[str]) -> None:
     """A click on a matrix cell chooses that cell in the selectboxes below the matrix."""
     cells = st.session_state["overview_matrix"]["selection"]["cells"]
@@ -76,8 +79,12 @@ def _cell_pickers(ev) -> tuple[str, str]:
 def _matrix(name: str, split: str, ev) -> None:
     """The confusion matrix; a cell leads to the boxes behind it in triage."""
     rows = list(map(str, ev.matrix.index))
+    widths = {"_index": st.column_config.TextColumn("true \\ predicted", width=MATRIX_INDEX_PX),
+              **{str(c): st.column_config.NumberColumn(width=MATRIX_CELL_PX)
+                 for c in ev.matrix.columns}}
     st.dataframe(ev.matrix, key="overview_matrix", on_select=lambda: _pick_cell(rows),
-                 selection_mode="single-cell")
+                 selection_mode="single-cell", column_config=widths, width="content",
+                 row_height=MATRIX_ROW_PX)
     st.caption("Rows: the label's class; columns: the predicted class; (background): no box on "
                "the other side (a missed label, or a prediction on background). Click a cell "
                "or pick it below to review its boxes.")
@@ -102,7 +109,8 @@ def _drilldown(name: str, token: str) -> None:
     m = st.columns(3)
     for i, what in enumerate(("TP", "FP", "FN")):
         m[i].metric(f"{what} ({split})", f"{int(totals[what]):,}")
-    st.dataframe(counts, key="overview_counts")
+    st.dataframe(counts.style.format({"precision": "{:.2f}", "recall": "{:.2f}"}, na_rep="-"),
+                 key="overview_counts")
     _matrix(name, split, ev)
     if st.toggle("PR curve per class", value=True, key="overview_show_pr"):
         st.altair_chart(evaluation.pr_chart(evaluation.curves(name, token, split, iou)),
