@@ -35,9 +35,11 @@ browser:
 
 lint: setup
 	$(PY) -m ruff check audit pages tests streamlit_app.py
+	$(VENV)/bin/lint-imports
 
 test: setup browser
 	$(PY) -m ruff check audit pages tests streamlit_app.py
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests
 
 bench: setup
