@@ -14,10 +14,11 @@ export YOLO_OFFLINE := 1
 # installed (its dependencies are not needed: the world reads the wheel as a zip)
 TREES_WHEEL := deepforest==2.1.0
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -r requirements-dev.txt
+	$(PY) -m pip install --no-deps --no-build-isolation -e .
 	$(PY) -m pip download --no-deps --quiet $(TREES_WHEEL) -d $(VENV)/share/yolo-audit
 	touch $@
 

@@ -18,7 +18,8 @@ from audit import constants as C
 
 def _parser() -> argparse.ArgumentParser:
     """Build the argument parser."""
-    p = argparse.ArgumentParser(prog="python -m audit", description=__doc__.splitlines()[0])
+    prog = "yolo-audit" if Path(sys.argv[0]).name == "yolo-audit" else "python -m audit"
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     w = sub.add_parser("demo-world", help="write the synthetic demo world (COCO JSON + images)")
