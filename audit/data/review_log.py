@@ -11,8 +11,9 @@ now at that file path and the box with that label at that place (within ``GT_TOL
 label, ``PRED_TOLERANCE`` for a prediction, which the new ingest recomputed) and records the
 decision again, in log order, as a new decision whose record names the one it re-applies
 (``after["reapplied_from"]``); the old one then reads ``reapplied``. Decisions that cannot be
-placed (the image or the box is gone or changed, a log written before keys were stored) are left
-as they are and reported with the reason. Running it again re-applies nothing twice.
+placed (the image or the box is gone or changed) are left as they are and reported with the
+reason. A log written before records kept the key is placed by its label's COCO annotation id
+where that is unambiguous. Running it again re-applies nothing twice.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import fiftyone as fo
 import pandas as pd
+from fiftyone import ViewField as F
 
 from audit.data.review_plan import current_boxes
 from audit.data.review_store import (
@@ -121,6 +123,10 @@ def reapply_orphaned(ds: fo.Dataset, *, home=None) -> ReapplyReport:
     """Re-apply the decisions of samples no longer in ``ds`` to the samples now at their file
     paths, matching boxes by label and place (see the module docstring).
 
+    A record logged before records kept the key is placed by its box's COCO annotation id (the
+    one sample whose label with that id, class and place is still there), and the other
+    decisions of its old sample follow it there.
+
     Returns:
         A :class:`ReapplyReport`. Once a decision of an old sample cannot be placed, its later
         decisions are left too (each builds on the one before).
@@ -133,13 +139,13 @@ def reapply_orphaned(ds: fo.Dataset, *, home=None) -> ReapplyReport:
     if not orphans:
         return ReapplyReport(0, 0)
     ensure_review_fields(ds)
-    by_path = dict(zip(ds.values("filepath"), ds.values("id"), strict=True))
-    box_map: dict[str, str] = {}
+    places = _Places(dict(zip(ds.values("filepath"), ds.values("id"), strict=True)))
+    _place_old_samples(ds, orphans, places)
     failed: dict[str, str] = {}  # old sample id -> why its chain stopped
     skipped, done = [], 0
     for record in orphans:
         old_sample = record.decision.sample_id
-        reason = failed.get(old_sample) or _reapply(ds, record, by_path, box_map, home)
+        reason = failed.get(old_sample) or _reapply(ds, record, places, home)
         if reason:
             failed.setdefault(old_sample, f"after an earlier one: {reason}")
             skipped.append((record.decision.decision_id, reason))
@@ -148,33 +154,84 @@ def reapply_orphaned(ds: fo.Dataset, *, home=None) -> ReapplyReport:
     return ReapplyReport(len(orphans), done, tuple(skipped))
 
 
-def _reapply(ds: fo.Dataset, record: LogRecord, by_path: dict[str, str],
-             box_map: dict[str, str], home) -> str | None:
-    """Record one orphaned decision again on its sample now; None, or why it cannot be."""
+@dataclass
+class _Places:
+    """Where the old ids are now: file path -> sample, old sample -> sample, old box -> box."""
+
+    by_path: dict[str, str]
+    samples: dict[str, str] = field(default_factory=dict)
+    boxes: dict[str, str] = field(default_factory=dict)
+
+
+def _key(record: LogRecord) -> dict[str, Any]:
+    """The record's stable key; for a record logged before keys were kept, the label box it
+    was about (its ``before`` state) as the key's box, without a file path."""
     key = record.before.get("key")
-    if not isinstance(key, dict) or not key.get("filepath"):
-        return "logged before review records kept the file path"
-    sample_id = by_path.get(key["filepath"])
-    if sample_id is None:
-        return f"{key['filepath']} is not in the dataset"
+    if isinstance(key, dict):
+        return key
+    det = record.before.get("box") or {}
+    if not det.get("bounding_box"):
+        return {}
+    return {"box": {"source": "gt", "label": det.get("label"), "coco_id": det.get("coco_id"),
+                    "bounding_box": det["bounding_box"]}}
+
+
+def _sample(ds: fo.Dataset, record: LogRecord, key: dict[str, Any],
+            places: _Places) -> tuple[str | None, str]:
+    """The sample the record's decision belongs to now, and what the record calls it."""
+    old = record.decision.sample_id
+    if key.get("filepath"):
+        return places.by_path.get(key["filepath"]), str(key["filepath"])
+    if old in places.samples:
+        return places.samples[old], f"sample {old}"
+    box = key.get("box") or {}
+    if box.get("coco_id") is None:
+        return None, f"sample {old}"
+    ids = ds.filter_labels("ground_truth", (F("coco_id") == box["coco_id"])
+                           & (F("label") == box.get("label"))).values("id")
+    return (ids[0] if len(ids) == 1 else None), f"annotation id {box['coco_id']}"
+
+
+def _place_old_samples(ds: fo.Dataset, orphans: list[LogRecord], places: _Places) -> None:
+    """Find, before anything is re-applied, the sample now of each old sample whose records have
+    no file path, by any of its records' label box (an image-level decision may come first)."""
+    for record in orphans:
+        old, key = record.decision.sample_id, _key(record)
+        if old not in places.samples and not key.get("filepath"):
+            sample_id, _ = _sample(ds, record, key, places)
+            if sample_id is not None:
+                places.samples[old] = sample_id
+
+
+def _reapply(ds: fo.Dataset, record: LogRecord, places: _Places, home) -> str | None:
+    """Record one orphaned decision again on its sample now; None, or why it cannot be."""
+    key = _key(record)
     old = record.decision
+    sample_id, where = _sample(ds, record, key, places)
+    if sample_id is None:
+        return (f"{where} is not in the dataset" if key.get("filepath") else
+                f"{where}: logged before review records kept the file path, and no one label "
+                "of the dataset has its annotation id, class and place")
     box_id = None
     if old.box_id:
-        box_id = box_map.get(old.box_id) or _match(_load_doc(ds, sample_id), key.get("box"))
+        box_id = places.boxes.get(old.box_id) or _match(_load_doc(ds, sample_id), key.get("box"))
+        box = key.get("box")
+        if box_id is None and not box:
+            return f"{where}: box {old.box_id} was logged without its label and place"
         if box_id is None:
-            box = key.get("box") or {}
-            return (f"{key['filepath']} holds no {box.get('source', '')} box "
-                    f"{box.get('label')!r} at {box.get('bounding_box')}")
+            return (f"{where} holds no {box.get('source')} box {box.get('label')!r} at "
+                    f"{box.get('bounding_box')}")
     decision = replace(old, decision_id=uuid.uuid4().hex, sample_id=sample_id, box_id=box_id,
                        base_revision=current_revision(ds, sample_id))
     try:
         outcome = record_decision(ds, decision, home=home, reapplied_from=old.decision_id)
     except ValueError as exc:  # nothing to undo, a label no longer a class, ...
         return str(exc)
+    places.samples[old.sample_id] = sample_id
     if old.box_id:
-        box_map[old.box_id] = box_id
+        places.boxes[old.box_id] = box_id
     if record.after.get("box_id") and outcome.box_id:
-        box_map[str(record.after["box_id"])] = outcome.box_id
+        places.boxes[str(record.after["box_id"])] = outcome.box_id
     return None
 
 

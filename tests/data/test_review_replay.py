@@ -167,3 +167,33 @@ def test_a_decision_whose_box_changed_is_left_with_its_reason(tmp_path: Path,
         assert reasons[1].startswith("after an earlier one")
     finally:
         ds.delete()
+
+
+def test_a_log_written_before_keys_is_placed_by_annotation_id(tmp_path: Path,
+                                                             tiny_checkpoint: Path) -> None:
+    from audit.data.review_log import reapply_orphaned
+    from audit.reviews import log_path
+
+    name = f"reingest-legacy-{uuid.uuid4().hex[:8]}"
+    world = write_coco_world(tmp_path / "w", {"train": [0, 1], "val": [4]})
+    ds = _ingest(name, world, tiny_checkpoint)
+    try:
+        expected = _decide(ds)
+        log = log_path(name)
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+        for line in lines:
+            line["before"].pop("key")  # as the log was written before records kept it
+        log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        ds.delete()
+        with pytest.warns(UserWarning, match="no longer in the dataset"):
+            ds = _ingest(name, world, tiny_checkpoint)
+        report = reapply_orphaned(ds)
+        # the accepted prediction has no label to be found by: it and nothing else is left
+        assert (report.orphaned, report.reapplied) == (4, 3)
+        assert "was logged without its label and place" in report.skipped[0][1]
+        second = next(s for s in ds if s.filepath == expected["second"])
+        assert second.review_status == "relabel"  # an image-level decision followed its sample
+        left = second.ground_truth_reviewed.detections
+        assert expected["deleted"] not in {d.coco_id for d in left}
+    finally:
+        ds.delete()
