@@ -48,7 +48,11 @@ def _field_type(series: pd.Series) -> tuple[type, dict[str, Any]]:
         return fo.IntField, {}
     if pd.api.types.is_numeric_dtype(series) or series.isna().all():
         return fo.FloatField, {}
-    return fo.StringField, {}
+    first = series.dropna().iloc[0]  # an object column: its values say
+    if isinstance(first, bool | np.bool_):
+        return fo.BooleanField, {}
+    return (fo.FloatField, {}) if isinstance(first, int | float | np.number) \
+        else (fo.StringField, {})
 
 
 def _declare(ds: fo.Dataset, fields: dict[str, tuple[type, dict[str, Any]]]) -> None:
