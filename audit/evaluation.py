@@ -7,7 +7,9 @@ above ``iou``. At a working confidence ``conf``:
 
 - a prediction at or above ``conf`` is a TP when it matched, else an FP; a label is a TP when a
   prediction at or above ``conf`` matched it, else an FN (predictions below ``conf`` are left
-  out; crowd labels are neither TP nor FN);
+  out; crowd labels are neither TP nor FN, and an unmatched prediction inside a crowd label of
+  its class is left out, as COCOeval ignores it; FiftyOne's ``evaluate_detections`` counts
+  such a prediction as a TP, the one difference between its counts and these);
 - the confusion matrix puts the TPs on the diagonal, then pairs the remaining FPs with the
   remaining labels of another class by the same greedy rule (a confusion: row = the label's
   class, column = the predicted class), and puts what is left against ``BACKGROUND``: an FP
@@ -88,6 +90,31 @@ def _split_boxes(boxes: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return gt, pred.iloc[np.argsort(-conf, kind="stable")].reset_index(drop=True)
 
 
+def _class_matches(gt: pd.DataFrame, pred: pd.DataFrame, iou: float) -> tuple:
+    """Same-image pairs, which join one class, and the class-aware greedy matching."""
+    pairs = _pairs(gt, pred)
+    gl, pl = gt["label"].astype(str).to_numpy(), pred["label"].astype(str).to_numpy()
+    same = gl[pairs["ia"]] == pl[pairs["ib"]]
+    return pairs, same, _greedy(pairs, same, pred["confidence"].to_numpy(float), len(gt), iou)
+
+
+def _without_crowd_hits(boxes: pd.DataFrame, gt: pd.DataFrame, pred: pd.DataFrame,
+                        iou: float) -> pd.DataFrame:
+    """The predictions less those COCO ignores: unmatched, and at least ``iou`` of their area
+    inside a crowd label of their class (such a prediction is neither a TP nor an FP)."""
+    crowd = boxes[(boxes["source"] == "gt") & iscrowd(boxes)]
+    if crowd.empty or pred.empty:
+        return pred
+    codes = pd.factorize(pd.concat([crowd["sample_id"], pred["sample_id"]]).astype(str))[0]
+    p = B.overlapping_pairs(xyxy(crowd), codes[: len(crowd)], xyxy(pred), codes[len(crowd):])
+    inside = (crowd["label"].astype(str).to_numpy()[p["ia"]]
+              == pred["label"].astype(str).to_numpy()[p["ib"]]) & (p["contain_b_in_a"] >= iou)
+    ignored = np.zeros(len(pred), bool)
+    ignored[p["ib"][inside]] = True
+    ignored &= _class_matches(gt, pred, iou)[2].pred_to_gt < 0
+    return pred[~ignored].reset_index(drop=True)
+
+
 def evaluate_boxes(boxes: pd.DataFrame, *, iou: float = C.MATCH_IOU,
                    conf: float = C.RECALL_CONF) -> BoxEvaluation:
     """TP / FP / FN per box and the confusion matrix with background.
@@ -113,12 +140,10 @@ def evaluate_boxes(boxes: pd.DataFrame, *, iou: float = C.MATCH_IOU,
         raise ValueError(f"iou must be in (0, 1], got {iou}")
     gt, pred = _split_boxes(boxes)
     pred = pred[np.nan_to_num(pred["confidence"].to_numpy(float), nan=0.0) >= conf]
-    pred = pred.reset_index(drop=True)
-    pairs = _pairs(gt, pred)
+    pred = _without_crowd_hits(boxes, gt, pred.reset_index(drop=True), iou)
+    pairs, same, hit = _class_matches(gt, pred, iou)
     gl, pl = gt["label"].astype(str).to_numpy(), pred["label"].astype(str).to_numpy()
     pconf = pred["confidence"].to_numpy(float)
-    same = gl[pairs["ia"]] == pl[pairs["ib"]]
-    hit = _greedy(pairs, same, pconf, len(gt), iou)
     free = (hit.gt_to_pred[pairs["ia"]] < 0) & (hit.pred_to_gt[pairs["ib"]] < 0) & ~same
     confused = _greedy(pairs, free, pconf, len(gt), iou)
     outcomes = _outcomes(gt, pred, hit, confused)
@@ -190,10 +215,9 @@ def pr_curves(boxes: pd.DataFrame, *, iou: float = C.MATCH_IOU,
         [[0.0, 0.0], [0.5, 1.0]]
     """
     gt, pred = _split_boxes(boxes)
-    pairs = _pairs(gt, pred)
+    pred = _without_crowd_hits(boxes, gt, pred, iou)
+    hit = _class_matches(gt, pred, iou)[2].pred_to_gt >= 0
     gl, pl = gt["label"].astype(str).to_numpy(), pred["label"].astype(str).to_numpy()
-    same = gl[pairs["ia"]] == pl[pairs["ib"]]
-    hit = _greedy(pairs, same, pred["confidence"].to_numpy(float), len(gt), iou).pred_to_gt >= 0
     n_gt = pd.Series(gl).value_counts()
     parts = []
     for label in sorted(set(pl) & set(n_gt.index)):

@@ -33,6 +33,11 @@ def _cells(rows, **kw) -> dict[tuple[str, str], int]:
     ([gt("s", A, "cat"), pred("t", A, "cat")], {("cat", BACKGROUND): 1,  # another image
                                                  (BACKGROUND, "cat"): 1}),
     ([gt("s", A, "cat", iscrowd=True), pred("s", B_, "cat")], {(BACKGROUND, "cat"): 1}),
+    # inside a crowd label of its class a prediction is left out (COCO), of another class not
+    ([gt("s", A, "cat", iscrowd=True), pred("s", NEAR_A, "cat")], {}),
+    ([gt("s", A, "cat", iscrowd=True), pred("s", NEAR_A, "dog")], {(BACKGROUND, "dog"): 1}),
+    ([gt("s", A, "cat", iscrowd=True), gt("s", A, "cat"), pred("s", A, "cat")],
+     {("cat", "cat"): 1}),
     # class first: the dog prediction matches the dog label although the cat one overlaps more
     ([gt("s", A, "cat"), gt("s", HALF_A, "dog"), pred("s", NEAR_A, "dog")],
      {("dog", "dog"): 1, ("cat", BACKGROUND): 1}),
@@ -100,6 +105,8 @@ def test_pr_curve_per_class() -> None:
     assert curve["precision"].round(3).tolist() == [1.0, 0.5, 0.667]
     assert curve["recall"].is_monotonic_increasing
     assert pr_curves(empty_boxes()).empty
+    crowd = [*rows, gt("s", (400, 400, 450, 450), "cat", iscrowd=True)]  # over the 0.8 one
+    assert pr_curves(boxes_frame(crowd))["precision"].round(3).tolist() == [1.0, 1.0]
 
 
 def test_pr_curve_keeps_at_most_max_points_and_the_last() -> None:
