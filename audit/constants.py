@@ -145,6 +145,7 @@ GAP_MAX_REFERENCE = 20_000  # train images searched for look-alikes (seeded subs
 DUPLICATE_SPREAD = 5.0
 DUPLICATE_NEIGHBOURS = 3  # the yardstick neighbour: an image with up to two copies still has one
 DUPLICATE_SHOWN = 50  # near-duplicate pairs kept in an insight's evidence
+DUPLICATE_EXACT_MAX = 20_000  # above this many images, near-copies are searched per cluster
 # FiftyOne App opened from the auditor: predictions below this confidence are filtered out of the
 # view it shows (ultralytics' predict default; thumbnails with every box down to 0.001 are
 # unreadable); the filter is a view stage the reviewer can remove in the App

@@ -36,6 +36,7 @@ from audit.insight import Insight
 
 PAIR_COLUMNS = ["sample_a", "sample_b", "split_a", "split_b", "distance", "leak"]
 MAD_SCALE = 1.4826  # median absolute deviation -> standard deviation of a normal
+BLOCK_ROWS = 2_000  # rows the block layout of the embeddings is read from
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,9 @@ def shallow_block(embeddings: ArrayLike, *, max_layers: int = 8, tol: float = 1e
         >>> shallow_block(np.array([[1, 0, 1, 1], [0, 1, 1, 1]]) / np.sqrt([2, 2, 4, 4])).shape
         (2, 2)
     """
-    x = np.asarray(embeddings, np.float64)
+    x = np.asarray(embeddings)
     finite = x[np.isfinite(x).all(axis=1)] if x.ndim == 2 else x[:0]
+    finite = finite[:BLOCK_ROWS].astype(np.float64)  # one layout for all rows: a few suffice
     if len(finite) < 2 or x.shape[1] < 2:
         return x
     cum = np.cumsum(finite ** 2, axis=1)
@@ -124,17 +126,31 @@ def _check(vectors: ArrayLike, split: ArrayLike, ids: ArrayLike | None) -> tuple
     return z, split, ids.reshape(-1)
 
 
-def _neighbours(z: NDArray, k: int) -> tuple[NDArray, NDArray]:
+def _knn(z: NDArray, k: int) -> tuple[NDArray, NDArray]:
     """Distances and rows of each row's ``k`` nearest other rows (itself left out)."""
-    dist, idx = NearestNeighbors(n_neighbors=k + 1).fit(z).kneighbors(z)
+    dist, idx = NearestNeighbors(n_neighbors=k + 1, algorithm="brute").fit(z).kneighbors(z)
     keep = idx != np.arange(len(z))[:, None]
     keep[~(~keep).any(axis=1), -1] = False  # an exact copy came first: drop the farthest
     return dist[keep].reshape(len(z), k), idx[keep].reshape(len(z), k)
 
 
+def _neighbours(z: NDArray, k: int, groups: NDArray | None) -> tuple[NDArray, NDArray]:
+    """:func:`_knn` over all rows, or within each group (NaN rows in a group of <= k rows)."""
+    if groups is None:
+        return _knn(z, k)
+    dist, idx = np.full((len(z), k), np.nan), np.zeros((len(z), k), np.int64)
+    for group in np.unique(groups):
+        members = np.flatnonzero(groups == group)
+        if len(members) > k:
+            d, i = _knn(z[members], k)
+            dist[members], idx[members] = d, members[i]
+    return dist, idx
+
+
 def find_duplicates(
     vectors: ArrayLike, split: ArrayLike, ids: ArrayLike | None = None, *,
     spread: float = C.DUPLICATE_SPREAD, neighbours: int = C.DUPLICATE_NEIGHBOURS,
+    groups: ArrayLike | None = None,
 ) -> tuple[pd.DataFrame, DuplicateSummary]:
     """Near-duplicate image pairs, leaks across splits first.
 
@@ -145,6 +161,9 @@ def find_duplicates(
         ids: ``(n,)`` sample ids (default: row numbers as strings).
         spread: robust standard deviations (log scale) below the median ratio a pair must sit.
         neighbours: the ``k`` whose nearest image is each image's yardstick (>= 2).
+        groups: ``(n,)`` group per image (e.g. its cluster): neighbours are searched within
+            each group only (exact search costs O(n^2): on 100k images, about 10 times less
+            with 10 groups); None searches all images.
 
     Returns:
         ``(pairs, summary)``: ``pairs`` has ``PAIR_COLUMNS``, one row per unordered pair; a
@@ -165,15 +184,18 @@ def find_duplicates(
     if len(rows) <= neighbours:
         return pd.DataFrame(columns=PAIR_COLUMNS), DuplicateSummary(
             float("nan"), float("nan"), 0, 0, len(rows))
-    dist, idx = _neighbours(z[rows], neighbours)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    dist, idx = _neighbours(z[rows], neighbours,
+                            None if groups is None else np.asarray(groups).reshape(-1)[rows])
+    with np.errstate(divide="ignore", invalid="ignore"):  # NaN rows: a group too small
         log_ratio = np.log(dist[:, :-1] / dist[:, -1:])
     fence = robust_fence(log_ratio[:, 0], spread=spread)
     hit = (dist[:, :-1] == 0) | (log_ratio <= fence)
     a = np.repeat(rows, neighbours - 1).reshape(len(rows), -1)[hit]
     pairs = _pairs(a, rows[idx[:, :-1]][hit], dist[:, :-1][hit])
     frame = _frame(pairs, split, ids)
-    return frame, DuplicateSummary(float(np.exp(fence)), float(np.median(dist[:, 0])),
+    nearest = dist[np.isfinite(dist[:, 0]), 0]
+    median = float(np.median(nearest)) if len(nearest) else float("nan")
+    return frame, DuplicateSummary(float(np.exp(fence)), median,
                                    len(frame), int(frame["leak"].sum()), len(rows))
 
 

@@ -232,7 +232,7 @@ def run_all(
     stages.update(1)
     t = time.perf_counter()
     found = _insights(samples, labels, boxes, inc, reduced)
-    found = sorted(found + _duplicate_insights(samples, emb), key=lambda i: -i.severity)
+    found = sorted(found + _duplicate_insights(samples, emb, labels), key=lambda i: -i.severity)
     timings["insights_s"] = time.perf_counter() - t
     stages.update(1)
     stages.close()
@@ -260,8 +260,11 @@ def _insights(samples: pd.DataFrame, labels: NDArray, boxes: pd.DataFrame, inc,
     return sorted(found, key=lambda i: -i.severity)
 
 
-def _duplicate_insights(samples: pd.DataFrame, emb: NDArray) -> list[Insight]:
+def _duplicate_insights(samples: pd.DataFrame, emb: NDArray, clusters: NDArray) -> list[Insight]:
     """Leaks across splits and near-duplicates within one (:mod:`audit.leaks`), searched in the
-    shallowest layer's block of the image embeddings."""
-    pairs, summary = find_duplicates(shallow_block(emb), samples["split"], samples.index)
+    shallowest layer's block of the image embeddings; above ``C.DUPLICATE_EXACT_MAX`` images
+    within each cluster only (a near-copy lands in its original's cluster)."""
+    groups = clusters if len(samples) > C.DUPLICATE_EXACT_MAX else None
+    pairs, summary = find_duplicates(shallow_block(emb), samples["split"], samples.index,
+                                     groups=groups)
     return duplicate_insights(pairs, summary, n_val=int((samples["split"] != "train").sum()))

@@ -143,3 +143,18 @@ def test_order_of_images_does_not_matter(seed: int) -> None:
     b, _ = find_duplicates(vectors[order], np.asarray(split)[order], np.asarray(ids)[order])
     key = lambda f: set(zip(f["sample_a"], f["sample_b"], strict=True))  # noqa: E731
     assert key(a) == key(b)
+
+
+def test_search_within_groups_finds_the_copies_of_each_group() -> None:
+    vectors, split, ids, truth = _world()
+    groups = (vectors[:, 0] > 0).astype(int)  # the copies share their source's group
+    pairs, _ = find_duplicates(vectors, split, ids, groups=groups)
+    assert set(zip(pairs["sample_a"], pairs["sample_b"], strict=True)) == truth
+    moved = groups.copy()
+    copy_row = len(ids) - 30  # v0, a copy of a train image
+    moved[copy_row] = 1 - moved[copy_row]  # put apart from its source: not searched together
+    apart, _ = find_duplicates(vectors, split, ids, groups=moved)
+    assert len(apart) == len(truth) - 1
+    tiny = np.arange(len(ids))  # every image its own group: nobody to compare with
+    alone, s = find_duplicates(vectors, split, ids, groups=tiny)
+    assert alone.empty and np.isnan(s.threshold)
