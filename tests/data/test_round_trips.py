@@ -109,3 +109,25 @@ def test_yolo_export_ingests_again_through_its_data_yaml(original, tmp_path: Pat
         _assert_same_boxes(_boxes(again), expected)
     finally:
         again.delete()
+
+
+def test_data_yaml_reader_finds_the_labels_of_symlinked_images(tmp_path: Path) -> None:
+    """ultralytics looks for ``labels/...`` next to the image path as listed, not next to the
+    file a symlink points to; the sample's filepath is that file."""
+    from PIL import Image
+
+    from audit.data.inputs import read_data_yaml
+
+    kept = tmp_path / "photos" / "a.png"
+    kept.parent.mkdir()
+    Image.new("RGB", (200, 100)).save(kept)
+    root = tmp_path / "export"
+    (root / "images" / "train").mkdir(parents=True)
+    (root / "labels" / "train").mkdir(parents=True)
+    (root / "images" / "train" / "a.png").symlink_to(kept)
+    (root / "labels" / "train" / "a.txt").write_text("1 0.5 0.5 0.2 0.4\n")
+    (root / "dataset.yaml").write_text("names: [ball, crate, book]\ntrain: ./images/train/\n")
+    [split] = read_data_yaml(root / "dataset.yaml")
+    [record] = split.images
+    assert record.filepath == kept.resolve() and record.labels == ("crate",)
+    np.testing.assert_allclose(record.boxes, [[80.0, 30.0, 120.0, 70.0]])
