@@ -155,8 +155,10 @@ def save_leak_view(ds: fo.Dataset, insights: list[dict]) -> int:
         if ds.has_saved_view(LEAK_VIEW):
             ds.delete_saved_view(LEAK_VIEW)
         return 0
-    ds.save_view(LEAK_VIEW, ds.select(ids, ordered=True), overwrite=True,
-                 description="train/val near-copies: each val image, then its train twin")
+    view = ds.select(ids, ordered=True).filter_labels(
+        "predictions", F("confidence") >= C.APP_MIN_CONFIDENCE, only_matches=False)
+    ds.save_view(LEAK_VIEW, view, overwrite=True, description="train/val near-copies: each val "
+                 f"image, then its train twin (predictions below {C.APP_MIN_CONFIDENCE:g} hidden)")
     return len(ids)
 
 
