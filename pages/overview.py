@@ -113,8 +113,11 @@ def _drilldown(name: str, token: str) -> None:
                  key="overview_counts")
     _matrix(name, split, ev)
     if st.toggle("PR curve per class", value=True, key="overview_show_pr"):
-        st.altair_chart(evaluation.pr_chart(evaluation.curves(name, token, split, iou)),
+        st.altair_chart(evaluation.pr_chart(evaluation.curves(name, token, split, iou), conf),
                         width="stretch")
+        st.caption(f"Large dots: each class at confidence {conf:g}. A point of a curve is the "
+                   "class at one confidence: set 'Confidence at least' to it, and the class's "
+                   "row and column of the matrix hold the boxes behind it.")
     if st.button("Store as a FiftyOne evaluation run", key="overview_store_run"):
         with st.spinner("Evaluating with FiftyOne…"):
             key = evaluation.store_run(name, split, iou, conf)

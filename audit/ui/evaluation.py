@@ -61,8 +61,28 @@ def cell_filter(ev: BoxEvaluation, true: str, pred: str, split: str) -> TriageFi
                         f"{ev.conf:g}), {len(boxes)} boxes")
 
 
-def pr_chart(frame: pd.DataFrame) -> alt.Chart:
-    """Precision against recall per class, with the confidence in the tooltip."""
+def operating_points(frame: pd.DataFrame, conf: float) -> pd.DataFrame:
+    """Per class, the curve's point at the working confidence (its last prediction at or above
+    ``conf``): the precision and recall the matrix's boxes give."""
+    kept = frame[frame["confidence"] >= conf]
+    return kept.groupby("label", sort=True).tail(1).reset_index(drop=True)
+
+
+def pr_chart(frame: pd.DataFrame, conf: float | None = None) -> alt.Chart:
+    """Precision against recall per class, with the confidence in the tooltip; with ``conf``,
+    each class's point at that confidence drawn large."""
+    chart = _pr_lines(frame)
+    if conf is None:
+        return chart
+    points = alt.Chart(operating_points(frame, conf)).mark_point(size=120, filled=True).encode(
+        x="recall:Q", y="precision:Q", color=alt.Color("label:N", title="class"),
+        tooltip=["label", alt.Tooltip("confidence:Q", format=".3f"),
+                 alt.Tooltip("precision:Q", format=".3f"), alt.Tooltip("recall:Q", format=".3f")])
+    return chart + points
+
+
+def _pr_lines(frame: pd.DataFrame) -> alt.Chart:
+    """The PR curves as lines."""
     return alt.Chart(frame).mark_line(point=alt.OverlayMarkDef(size=12)).encode(
         x=alt.X("recall:Q", scale=alt.Scale(domain=[0, 1])),
         y=alt.Y("precision:Q", scale=alt.Scale(domain=[0, 1])),

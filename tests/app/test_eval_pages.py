@@ -100,3 +100,15 @@ def test_pr_curves_and_the_stored_evaluation_run(dataset):
     ds = fo.load_dataset(dataset)
     assert "audit_val_iou50" in ds.list_evaluations()
     assert sum(ds.match_tags("val").values("audit_val_iou50_tp")) == N_VAL
+
+
+def test_operating_points_are_the_curves_at_the_working_confidence():
+    import pandas as pd
+
+    from audit.ui.evaluation import operating_points
+
+    curve = pd.DataFrame({"label": ["a", "a", "a", "b"], "confidence": [0.9, 0.5, 0.1, 0.2],
+                          "precision": [1.0, 0.5, 0.4, 1.0], "recall": [0.2, 0.4, 0.6, 1.0]})
+    points = operating_points(curve, 0.25)
+    assert points[["label", "precision", "recall"]].values.tolist() == [["a", 0.5, 0.4]]
+    assert operating_points(curve, 0.0)["label"].tolist() == ["a", "b"]
