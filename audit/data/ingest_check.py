@@ -27,10 +27,10 @@ GT_PATHS = ("ground_truth.detections.label", "ground_truth.detections.bounding_b
 
 def _stored(ds: fo.Dataset, paths: set[str]) -> dict[str, tuple[Any, ...]]:
     """filepath -> (split, labels, boxes, coco ids, crowd flags) of the stored samples among
-    ``paths``."""
-    view = ds.match(fo.ViewField("filepath").is_in(sorted(paths)))
-    values = view.values(["filepath", "split", *GT_PATHS])
-    return {row[0]: tuple(row[1:]) for row in zip(*values, strict=True)}
+    ``paths`` (one read of the whole dataset: a query listing 100k paths could pass MongoDB's
+    16 MB limit)."""
+    values = ds.values(["filepath", "split", *GT_PATHS])
+    return {row[0]: tuple(row[1:]) for row in zip(*values, strict=True) if row[0] in paths}
 
 
 def _box_px(box: list[float] | np.ndarray, rec: ImageRecord) -> str:
