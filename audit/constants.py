@@ -178,4 +178,5 @@ COMPETENCE_MIN_IOU = LOCALIZATION_IOU
 COMPETENCE_MIN_BOXES = 20
 
 # --- review ------------------------------------------------------------------------------------
-REVIEW_ACTIONS = ("confirm", "fix_class", "delete", "accept_prediction", "relabel", "undo")
+REVIEW_ACTIONS = ("confirm", "fix_class", "delete", "accept_prediction", "dismiss", "relabel",
+                  "undo")

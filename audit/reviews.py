@@ -47,9 +47,10 @@ ACTION_STATUS = {  # the review status a decision gives its box / sample (undo r
     "fix_class": "fixed",
     "delete": "fixed",
     "accept_prediction": "fixed",
+    "dismiss": "confirmed",  # a prediction that is no object: the labels stand as they are
     "relabel": "relabel",
 }
-_NEEDS_BOX_ID = ("fix_class", "delete", "accept_prediction")
+_NEEDS_BOX_ID = ("fix_class", "delete", "accept_prediction", "dismiss")
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 MAX_NAME_CHARS = 100  # longest dataset name ingest accepts (a folder and file names hold it)
 
@@ -105,8 +106,9 @@ class Decision:
         dataset: FiftyOne dataset name.
         sample_id: FiftyOne sample id.
         box_id: FiftyOne detection id the decision is about (a ``ground_truth`` box, or a
-            ``predictions`` box for ``accept_prediction`` of a missing object); None for an
-            image-level decision.
+            ``predictions`` box for ``accept_prediction`` of a missing object and for
+            ``dismiss``, which marks a prediction as no object); None for an image-level
+            decision.
         action: one of ``constants.REVIEW_ACTIONS``.
         new_label: class name for ``fix_class`` (required) and optionally for
             ``accept_prediction``.

@@ -19,6 +19,7 @@ from bson import ObjectId, json_util
 from audit.reviews import ACTION_STATUS, Decision, LogRecord, merge_status, undo_target
 
 REVIEWED_FIELD = "ground_truth_reviewed"  # corrected copy of ground_truth
+DISMISSED_FIELD = "review_dismissed"  # ids of the predictions a reviewer dismissed (no object)
 IMAGE = "<image>"  # what an image-level decision touches, for rebasing (never a box id)
 
 
@@ -115,6 +116,25 @@ def _from_prediction(doc: dict, decision: Decision) -> tuple[str, dict]:
     return str(new["_id"]), new
 
 
+def accepted_as(doc: dict[str, Any], prediction_id: str) -> str | None:
+    """Id of the corrected box already taken from prediction ``prediction_id``, or None."""
+    return next((str(d["_id"]) for d in current_boxes(doc)
+                 if str(d.get("accepted_from")) == prediction_id), None)
+
+
+def _dismiss(doc: dict, decision: Decision, status: str, after_status: str) -> tuple[dict, dict]:
+    """Before and after states of dismissing the prediction ``decision.box_id``: the sample's
+    list of dismissed predictions without and with it (the labels are left as they are)."""
+    preds = (doc.get("predictions") or {}).get("detections") or []
+    if find_box(preds, decision.box_id)[1] is None:
+        raise ValueError(f"sample {decision.sample_id}: box {decision.box_id} is not one of its "
+                         "predictions, so it cannot be dismissed")
+    dismissed = [str(i) for i in doc.get(DISMISSED_FIELD) or []]
+    after = dismissed if decision.box_id in dismissed else [*dismissed, decision.box_id]
+    return ({**_state(status, None, None, None), "dismissed": dismissed},
+            {**_state(after_status, None, None, None), "dismissed": after})
+
+
 def _changed_box(det: dict, decision: Decision, doc: dict) -> dict | None:
     """The box after a box-level decision (None = deleted)."""
     if decision.action == "delete":
@@ -148,6 +168,8 @@ def plan(doc: dict, decision: Decision, applied: Sequence[LogRecord]) -> tuple[d
     after_status = merge_status(status, decision.action)
     if decision.box_id is None:
         return _state(status, None, None, None), _state(after_status, None, None, None)
+    if decision.action == "dismiss":
+        return _dismiss(doc, decision, status, after_status)
     index, det = find_box(dets, decision.box_id)
     if det is None and decision.action == "accept_prediction":
         box_id, new = _from_prediction(doc, decision)

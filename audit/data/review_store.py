@@ -29,7 +29,8 @@ Schema written here: sample fields ``ground_truth_reviewed`` (Detections: a copy
 ``ground_truth`` made at the sample's first decision, then corrected; the original
 ``ground_truth`` is never touched), ``review_revision`` (int, number of applied decisions),
 ``review_status`` (``unreviewed`` / ``confirmed`` / ``fixed`` / ``relabel``),
-``review_decision_ids`` (list of decision ids in applied order); detection attributes
+``review_decision_ids`` (list of decision ids in applied order), ``review_dismissed`` (ids of
+the predictions dismissed as no object); detection attributes
 ``review_status`` and, on boxes taken from a prediction, ``accepted_from`` (the prediction id).
 Box coordinates: ``Decision.box`` is absolute pixel xyxy, stored as FiftyOne relative
 ``[x, y, w, h]`` using the sample's ``metadata.width/height`` (or ``width``/``height`` fields).
@@ -54,8 +55,10 @@ from fiftyone import ViewField as F
 from tqdm.auto import tqdm
 
 from audit.data.review_plan import (
+    DISMISSED_FIELD,
     IMAGE,
     REVIEWED_FIELD,
+    accepted_as,
     apply_state,
     checked_decision,
     current_boxes,
@@ -75,7 +78,7 @@ REVIEWED_STATUSES = ("confirmed", "fixed", "relabel")  # statuses that count as 
 LOCK_NAME = "reviews.lock"  # writer lock file next to a dataset's review log
 _PROJECTION = {k: 1 for k in ("filepath", "ground_truth", REVIEWED_FIELD, "predictions", "metadata",
                               "width", "height", "review_revision", "review_status",
-                              "review_decision_ids")}
+                              "review_decision_ids", DISMISSED_FIELD)}
 
 
 class ReviewConflict(ValueError):
@@ -120,7 +123,8 @@ class ReviewOutcome:
 
 def ensure_review_fields(ds: fo.Dataset) -> None:
     """Declare the review fields on ``ds`` if missing (idempotent; call before forking writers)."""
-    wanted = {REVIEWED_FIELD, "review_revision", "review_status", "review_decision_ids"}
+    wanted = {REVIEWED_FIELD, "review_revision", "review_status", "review_decision_ids",
+              DISMISSED_FIELD}
     if wanted <= set(ds.get_field_schema()):
         return
     ds.reload()  # another process may have declared them since this handle was loaded
@@ -132,8 +136,9 @@ def ensure_review_fields(ds: fo.Dataset) -> None:
         ds.add_sample_field("review_revision", fo.IntField)
     if "review_status" not in schema:
         ds.add_sample_field("review_status", fo.StringField)
-    if "review_decision_ids" not in schema:
-        ds.add_sample_field("review_decision_ids", fo.ListField, subfield=fo.StringField)
+    for field in ("review_decision_ids", DISMISSED_FIELD):
+        if field not in schema:
+            ds.add_sample_field(field, fo.ListField, subfield=fo.StringField)
 
 
 def _load_doc(ds: fo.Dataset, sample_id: str) -> dict[str, Any]:
@@ -153,13 +158,15 @@ def _write(ds: fo.Dataset, doc: dict, record: LogRecord) -> bool:
     decision = record.decision
     base = decision.base_revision
     reviewed = {"_cls": "Detections", "detections": apply_state(current_boxes(doc), record.after)}
+    changes = {REVIEWED_FIELD: reviewed, "review_revision": base + 1,
+               "review_status": record.after["sample_status"],
+               "last_modified_at": datetime.now(UTC)}
+    if "dismissed" in record.after:  # a dismissed prediction, or the undo of one
+        changes[DISMISSED_FIELD] = record.after["dismissed"]
     result = ds._sample_collection.update_one(
         {"_id": doc["_id"], "review_revision": base if base else {"$in": [0, None]},
          "review_decision_ids": {"$ne": decision.decision_id}},
-        {"$set": {REVIEWED_FIELD: reviewed, "review_revision": base + 1,
-                  "review_status": record.after["sample_status"],
-                  "last_modified_at": datetime.now(UTC)},
-         "$push": {"review_decision_ids": decision.decision_id}},
+        {"$set": changes, "$push": {"review_decision_ids": decision.decision_id}},
     )
     return result.matched_count == 1
 
@@ -233,7 +240,8 @@ def record_decision(ds: fo.Dataset, decision: Decision, *, home=None,
 
     Returns:
         A :class:`ReviewOutcome` (its ``decision`` is the one applied, rebased or not);
-        recording an already-applied decision again returns its outcome.
+        recording an already-applied decision again returns its outcome, and so does
+        accepting a prediction that a box was already taken from (that box; nothing logged).
 
     Raises:
         ReviewConflict: the sample moved past ``base_revision`` through a decision on the same
@@ -276,6 +284,9 @@ def _record_locked(ds: fo.Dataset, decision: Decision, home,
     applied = doc.get("review_decision_ids") or []
     if decision.decision_id in applied:
         return _outcome_of_applied(ds, decision, applied, home)
+    if decision.action == "accept_prediction" and (kept := accepted_as(doc, decision.box_id)):
+        return ReviewOutcome(decision, doc.get("review_revision") or 0,  # one box per prediction
+                             doc.get("review_status") or "unreviewed", kept)
     seen = decision.base_revision
     if (doc.get("review_revision") or 0) != seen:
         decision = _rebase(ds, decision, doc, home)
