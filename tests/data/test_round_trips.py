@@ -131,3 +131,30 @@ def test_data_yaml_reader_finds_the_labels_of_symlinked_images(tmp_path: Path) -
     [record] = split.images
     assert record.filepath == kept.resolve() and record.labels == ("crate",)
     np.testing.assert_allclose(record.boxes, [[80.0, 30.0, 120.0, 70.0]])
+
+
+def test_yolo_export_of_images_sharing_a_file_name_keeps_each_its_labels(tmp_path: Path) -> None:
+    """Images are linked by file name; two of one split named alike get distinct names, and each
+    keeps its own boxes when the export is read back."""
+    from PIL import Image
+
+    from audit.data.inputs import read_data_yaml
+
+    ds = fo.Dataset(f"clash-{uuid.uuid4().hex[:8]}")
+    try:
+        for i, folder in enumerate(("a", "b")):
+            path = tmp_path / "photos" / folder / "0.png"
+            path.parent.mkdir(parents=True)
+            Image.new("RGB", (100, 50)).save(path)
+            box = fo.Detection(label="ball", bounding_box=[0.1 * (i + 1), 0.2, 0.3, 0.4])
+            ds.add_sample(fo.Sample(filepath=str(path), split="train",
+                                    ground_truth=fo.Detections(detections=[box])))
+        ds.info = {"audit": {"class_names": ["ball", "crate", "book"]}}
+        ds.save()
+        folder = export(ds, "yolo", tmp_path / "out")
+        [split] = read_data_yaml(folder / "dataset.yaml")
+        got = {r.filepath.parent.name: r.boxes[:, 0].tolist() for r in split.images}
+        np.testing.assert_allclose(got["a"], [10.0])
+        np.testing.assert_allclose(got["b"], [20.0])
+    finally:
+        ds.delete()
