@@ -98,12 +98,15 @@ def _box_actions(name: str, sid: str, revision: int, boxes: pd.DataFrame, row: p
         label = st.selectbox("Class of the new label", classes,
                              key=f"triage_accept_class_{box_id}",  # per box: its own default
                              index=classes.index(row["label"]) if row["label"] in classes else 0)
+        done = row["review_status"] if row["review_status"] in ("accepted", "dismissed") else None
         st.button("Accept the model's box as a new label", key="triage_accept", type="primary",
-                  on_click=decide.record, **common,
+                  on_click=decide.record, **common, disabled=done == "accepted",
                   kwargs={"action": "accept_prediction", "box_id": box_id, "new_label": label})
-        st.button("Dismiss (not an object)", key="triage_confirm", on_click=decide.record,
-                  **common, kwargs={"action": "confirm", "box_id": None,
-                                    "note": f"dismissed prediction {box_id}"})
+        st.button("Dismiss (not an object)", key="triage_dismiss", on_click=decide.record,
+                  **common, kwargs={"action": "dismiss", "box_id": box_id},
+                  disabled=done is not None)
+        if done:
+            st.caption(f"This prediction is {done}; undo to decide again.")
         return
     issue = row["flagged_issue"]
     primary = lambda wanted: "primary" if issue == wanted else "secondary"  # noqa: E731
@@ -130,9 +133,10 @@ def _box_actions(name: str, sid: str, revision: int, boxes: pd.DataFrame, row: p
 
 def _image_actions(name: str, sid: str, revision: int) -> None:
     """Image-level relabel request and undo."""
-    note = st.text_input("Note for the relabelling team", key="triage_note")
+    st.text_input("Note for the relabelling team (kept with every decision on this image)",
+                  key=decide.note_key(sid))
     st.button("Mark image for relabelling", key="triage_relabel", on_click=decide.record,
-              args=(name, sid, revision), kwargs={"action": "relabel", "note": note})
+              args=(name, sid, revision), kwargs={"action": "relabel"})
     st.button("Undo the last decision on this image", key="triage_undo", on_click=decide.record,
               args=(name, sid, revision), kwargs={"action": "undo"}, disabled=revision == 0)
 

@@ -19,6 +19,7 @@ from audit import issues as I
 from audit.competence import COLUMNS as COMPETENCE_COLUMNS
 from audit.config import ScoringConfig
 from audit.data.review_log import orphaned_records, reapply_orphaned
+from audit.data.review_plan import DISMISSED_FIELD
 from audit.mistakenness import is_flagged
 
 ISSUES = I.NAMES  # every issue (audit/issues.py)
@@ -128,7 +129,8 @@ def sample_boxes(ds: Any, sample_id: str) -> pd.DataFrame:
     sample has a decision, else the original ``ground_truth``.
 
     Returns:
-        Frame with columns ``BOX_COLUMNS`` + ``review_status``: ``source`` is "gt" or "pred",
+        Frame with columns ``BOX_COLUMNS`` + ``review_status`` (a prediction's: ``accepted``
+        or ``dismissed`` once a review acted on it): ``source`` is "gt" or "pred",
         boxes are absolute pixel ``xyxy``, ``confidence`` NaN for gt, ``<issue>_score`` NaN where
         it does not apply, ``flagged_issue`` the issue with the highest score among those that
         flag the box (:func:`audit.mistakenness.is_flagged` at the dataset's stored thresholds,
@@ -146,7 +148,19 @@ def sample_boxes(ds: Any, sample_id: str) -> pd.DataFrame:
         dets = sample[field].detections if _non_empty(sample, field) else []
         rows.extend(_box_row(det, source, width, height, config) for det in dets)
     frame = pd.DataFrame(rows, columns=[*BOX_COLUMNS, "review_status"])
+    _mark_predictions(frame, sample, gt_field)
     return frame.sort_values("flag_score", ascending=False, na_position="last", kind="stable")
+
+
+def _mark_predictions(frame: pd.DataFrame, sample: Any, gt_field: str) -> None:
+    """Set the ``review_status`` of the predictions a review acted on, in place: ``accepted``
+    (a label was taken from it) or ``dismissed`` (marked as no object)."""
+    dismissed = set(sample[DISMISSED_FIELD] or []) if sample.has_field(DISMISSED_FIELD) else set()
+    labels = sample[gt_field].detections if _non_empty(sample, gt_field) else []
+    accepted = {d.get_attribute_value("accepted_from", None) for d in labels}
+    is_pred = frame["source"] == "pred"
+    frame.loc[is_pred & frame["box_id"].isin(dismissed), "review_status"] = "dismissed"
+    frame.loc[is_pred & frame["box_id"].isin(accepted), "review_status"] = "accepted"
 
 
 def sample_review(ds: Any, sample_id: str) -> dict:

@@ -16,13 +16,18 @@ from audit.ui.state import get_state
 
 MESSAGE_KEY = "triage_message"  # (kind, text) of the last decision, kind in success|conflict|error
 ACTION_WORDS = {"confirm": "Confirmed", "fix_class": "Fixed the class of", "delete": "Deleted",
-                "accept_prediction": "Accepted the model's box for", "relabel": "Marked",
-                "undo": "Undid the last decision on"}
+                "accept_prediction": "Accepted the model's box for", "dismiss": "Dismissed",
+                "relabel": "Marked", "undo": "Undid the last decision on"}
+
+
+def note_key(sample_id: str) -> str:
+    """Session key of the note typed for one sample (a note never carries over to the next)."""
+    return f"triage_note_{sample_id}"
+
 
 
 def record(name: str, sample_id: str, revision: int, action: str, *, box_id: str | None = None,
-           new_label: str | None = None, box: tuple[float, ...] | None = None,
-           note: str = "") -> None:
+           new_label: str | None = None, box: tuple[float, ...] | None = None) -> None:
     """Record one decision through the review store (a widget callback; never raises).
 
     Args:
@@ -33,12 +38,14 @@ def record(name: str, sample_id: str, revision: int, action: str, *, box_id: str
         box_id: the ground-truth box, or the prediction for ``accept_prediction``.
         new_label: the class for ``fix_class`` / ``accept_prediction``.
         box: absolute pixel ``xyxy`` replacement box for ``accept_prediction`` on a gt box.
-        note: free text (the relabelling note).
+
+    The decision carries the note typed for this sample (``note_key``), whatever its action.
     """
     from audit.data.review_store import ReviewConflict, record_decision
     from audit.reviews import Decision
 
     state = get_state()
+    note = str(st.session_state.get(note_key(sample_id)) or "").strip()
     try:
         decision = Decision(dataset=name, sample_id=sample_id, box_id=box_id, action=action,
                             new_label=new_label, box=box, note=note, reviewer=state.reviewer,
@@ -50,7 +57,8 @@ def record(name: str, sample_id: str, revision: int, action: str, *, box_id: str
     except (ValueError, OSError) as exc:
         st.session_state[MESSAGE_KEY] = ("error", f"The decision was not recorded: {exc}")
         return
-    what = "the image" if box_id is None else "the box"
+    what = ("the image" if box_id is None else
+            "the model's box" if action == "dismiss" else "the box")
     st.session_state[MESSAGE_KEY] = (
         "success", f"{ACTION_WORDS[action]} {what} (revision {outcome.revision}, sample "
         f"{outcome.sample_status}).")

@@ -267,7 +267,8 @@ def test_triage_delete_accept_and_relabel(fresh_dataset):
     assert not at.exception
     boxes = _current_boxes(at, fresh_dataset)
     assert "person" in set(boxes.loc[boxes["source"] == "gt", "label"])
-    at.text_input(key="triage_note").set_value("shelf half cut off").run()
+    at.text_input(key=f"triage_note_{at.session_state['app_state'].analysis_sample}").set_value(
+        "shelf half cut off").run()
     at.button(key="triage_relabel").click().run()
     assert any("Marked the image" in s.value for s in at.success)
     assert "status: **relabel**" in " ".join(m.value for m in at.markdown)
