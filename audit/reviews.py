@@ -341,6 +341,28 @@ def merge_status(current: str | None, action: str) -> str:
     return max(now, new, key=REVIEW_STATUSES.index)
 
 
+def in_force(applied: Sequence[LogRecord]) -> list[LogRecord]:
+    """The applied records no undo reverted, in the order they were applied.
+
+    Args:
+        applied: one sample's applied records in the order they were applied.
+
+    Example:
+        >>> d = lambda a: LogRecord(Decision(dataset="x", sample_id="s", action=a,
+        ...                                  base_revision=0), {}, {})
+        >>> [r.decision.action for r in in_force([d("relabel"), d("confirm"), d("undo")])]
+        ['relabel']
+    """
+    stack: list[LogRecord] = []
+    for record in applied:
+        if record.decision.action == "undo":
+            if stack:
+                stack.pop()
+        else:
+            stack.append(record)
+    return stack
+
+
 def undo_target(applied: Sequence[LogRecord]) -> LogRecord | None:
     """The record an ``undo`` reverts: the last applied decision not yet undone.
 
@@ -350,11 +372,5 @@ def undo_target(applied: Sequence[LogRecord]) -> LogRecord | None:
     Returns:
         The record on top of the undo stack (each undo pops one), or None if there is none.
     """
-    stack: list[LogRecord] = []
-    for record in applied:
-        if record.decision.action == "undo":
-            if stack:
-                stack.pop()
-        else:
-            stack.append(record)
+    stack = in_force(applied)
     return stack[-1] if stack else None

@@ -50,7 +50,8 @@ name = require_dataset()
 st.title("Export")
 st.write("Labels are exported **with the review decisions applied** (fixed classes, deleted "
          "boxes, accepted predictions); the relabel CSV lists the images marked for relabelling "
-         "and the flagged boxes not yet reviewed.")
+         "(with the reviewer's note, name, decision and its time) and the flagged boxes not yet "
+         "reviewed.")
 default_folder = str(C.AUDIT_HOME / name / "exports")
 folder = st.text_input("Output folder", value=default_folder, key="export_folder")
 split_choice = st.selectbox("Split", ["(all)", *C.SPLITS], key="export_split")

@@ -24,8 +24,10 @@ relabel-csv) and is not a folder:
   file name (clashing names numbered); it ingests again with ``--data-yaml``.
   Crowd boxes (``iscrowd``) are left out, as ultralytics' own COCO converter does: YOLO txt has
   no crowd flag, and a crowd box as an ordinary object teaches the model a wrong box.
-- ``relabel-csv``: ``<tag>-relabel.csv``, one row per flagged box or image (see
-  :func:`relabel_frame`); a dataset that is not scored has no flags and is refused.
+- ``relabel-csv``: ``<tag>-relabel.csv``, one row per flagged box or image not yet reviewed
+  and per image marked for relabelling, with the decision, note, reviewer and time in force
+  (:func:`audit.data.relabel.relabel_frame`); a dataset that is not scored has no flags and is
+  refused.
 
 :func:`run_export` also returns a one-line summary of what was written (the command line's
 output); :func:`export` returns the path alone.
@@ -43,24 +45,17 @@ from pathlib import Path
 from typing import Any
 
 import fiftyone as fo
-import pandas as pd
 from fiftyone import ViewField as F
 
 from audit import constants as C
-from audit import issues as I
-from audit.config import ScoringConfig
 from audit.data import store
 from audit.data.export_files import atomic_dir, atomic_file, prepare_out_dir, quiet_merge_notice
-from audit.data.review_store import REVIEWED_FIELD, corrected_detections
-from audit.data.views import flagged_view, scoring_config
-from audit.mistakenness import is_flagged
+from audit.data.relabel import relabel_frame
+from audit.data.review_store import corrected_detections
+from audit.data.views import flagged_view
 from audit.reviews import safe_name
 
 FORMATS = ("coco", "yolo", "relabel-csv")  # export formats offered
-BOX_ISSUES = I.GT_ISSUES  # issues scored on gt boxes (audit/issues.py)
-PRED_ISSUES = I.PRED_ISSUES  # issues scored on prediction boxes
-RELABEL_COLUMNS = ("sample_id", "filepath", "split", "issue", "score", "x1", "y1", "x2", "y2",
-                   "current_label", "suggested_label", "review_status", "box_id")
 FILE_SUFFIXES = {"coco": ".json", "relabel-csv": ".csv"}  # an --out with this suffix is the file
 CROWD = F("iscrowd").is_in([True, 1])  # a crowd box (COCO iscrowd=1)
 
@@ -245,102 +240,8 @@ def _write_relabel_csv(ds_split: tuple[fo.Dataset, str | None], final: Path) -> 
     with atomic_file(final) as tmp:
         frame.to_csv(tmp, index=False)
     n_boxes = int(frame["box_id"].notna().sum())
-    return (f"{len(frame)} rows to relabel ({n_boxes} flagged boxes, "
-            f"{len(frame) - n_boxes} flagged images)")
-
-
-def _score(det: Any, issue: str) -> float:
-    """``<issue>_score`` attribute of a detection, NaN when absent."""
-    value = det.get_field(f"{issue}_score") if det.has_field(f"{issue}_score") else None
-    return float(value) if value is not None else float("nan")
-
-
-def _xyxy(det: Any, width: float, height: float) -> list[float]:
-    """FiftyOne relative ``[x, y, w, h]`` -> absolute px ``[x1, y1, x2, y2]``."""
-    x, y, w, h = det.bounding_box
-    return [x * width, y * height, (x + w) * width, (y + h) * height]
-
-
-def _box_rows(sample: dict[str, Any], config: ScoringConfig) -> list[dict[str, Any]]:
-    """Relabel rows of one sample's flagged boxes (gt issues, then missing predictions), flagged
-    at ``config``'s thresholds."""
-    thresholds = config.flag_thresholds()
-    reviewed = {d.id: d for d in sample["reviewed"].detections} if sample["reviewed"] else None
-    accepted = {d.get_field("accepted_from") for d in (reviewed or {}).values()
-                if d.has_field("accepted_from")}
-    rows = []
-    for source, issues in (("gt", BOX_ISSUES), ("pred", PRED_ISSUES)):
-        labels = sample[source]
-        for det in labels.detections if labels else []:
-            scores = {i: _score(det, i) for i in issues}
-            hits = {i: s for i, s in scores.items() if is_flagged(
-                i, s, det.confidence, threshold=thresholds[i],
-                missing_flag_conf=config.missing_flag_conf)}
-            if not hits:
-                continue
-            issue = max(hits, key=hits.get)
-            current, status = det, "unreviewed"
-            if source == "gt" and reviewed is not None:
-                current = reviewed.get(det.id)
-                status = "deleted" if current is None else (
-                    current.get_field("review_status") if current.has_field("review_status")
-                    and current.get_field("review_status") else "unreviewed")
-            if source == "pred":
-                current, status = None, "fixed" if det.id in accepted else "unreviewed"
-            suggested = det.get_field("suggested_label") if det.has_field("suggested_label") \
-                else (det.label if source == "pred" else None)
-            box = _xyxy(current or det, sample["width"], sample["height"])
-            rows.append({"issue": issue, "score": hits[issue], "x1": box[0], "y1": box[1],
-                         "x2": box[2], "y2": box[3], "box_id": det.id, "review_status": status,
-                         "current_label": current.label if current is not None else "",
-                         "suggested_label": suggested or ""})
-    return rows
-
-
-def relabel_frame(ds: fo.Dataset, *, split: str | None = None) -> pd.DataFrame:
-    """The relabel list: one row per flagged box or flagged image, highest score first.
-
-    A box is listed when one of its ``<issue>_score`` attributes flags it
-    (:func:`audit.mistakenness.is_flagged` at the thresholds stored with the dataset's scores,
-    :func:`audit.data.store.scoring_config`; ``missing`` is scored on prediction boxes and needs
-    their confidence to reach its ``missing_flag_conf``);
-    ``issue``/``score`` are its highest one. An image is listed once more for each issue in its
-    ``flagged`` list that no box row covers (e.g. ``partial_labels``), with an empty box.
-    Coordinates are the corrected box in absolute px ``xyxy``; ``review_status`` is the box's
-    (``deleted`` when review removed it), or the sample's for image rows. Higher score = more
-    likely wrong.
-
-    Returns:
-        A frame with columns ``RELABEL_COLUMNS`` (empty with those columns if nothing is flagged).
-    """
-    view = ds.match(F("split") == split) if split is not None else ds.view()
-    schema = view.get_field_schema()
-    paths = {"id": "id", "filepath": "filepath", "width": "metadata.width",
-             "height": "metadata.height", "gt": "ground_truth", "pred": "predictions"}
-    paths |= {k: k for k in ("split", "flagged", "review_status") if k in schema}
-    issues = I.NAMES
-    paths |= {f"{i}_score": f"{i}_score" for i in issues if f"{i}_score" in schema}
-    if REVIEWED_FIELD in schema:
-        paths["reviewed"] = REVIEWED_FIELD
-    values = dict(zip(paths, view.values(list(paths.values())), strict=True))
-    config = scoring_config(ds)
-    rows = []
-    for i, sample_id in enumerate(values["id"]):
-        sample = {"reviewed": None} | {k: values[k][i] for k in paths}
-        if not sample["width"] or not sample["height"]:
-            raise ValueError(f"sample {sample_id} ({sample['filepath']}) has no image size")
-        box_rows = _box_rows(sample, config)
-        covered = {r["issue"] for r in box_rows}
-        for issue in sorted(set(sample.get("flagged") or []) - covered):
-            score = sample.get(f"{issue}_score")
-            box_rows.append({"issue": issue, "score": float("nan") if score is None else score,
-                             "review_status": sample.get("review_status") or "unreviewed"})
-        for row in box_rows:
-            rows.append({"sample_id": sample_id, "filepath": sample["filepath"],
-                         "split": sample.get("split"), **row})
-    frame = pd.DataFrame(rows, columns=list(RELABEL_COLUMNS))
-    return frame.sort_values("score", ascending=False, na_position="last", kind="stable") \
-        .reset_index(drop=True)
+    return (f"{len(frame)} rows to relabel ({n_boxes} flagged boxes not yet reviewed, "
+            f"{len(frame) - n_boxes} image rows)")
 
 
 def save_flagged_view(name_or_ds: str | fo.Dataset, name: str = "flagged") -> str:
