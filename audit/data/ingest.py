@@ -57,7 +57,7 @@ def read_inputs(*, images: str | Path | None = None, train_json: str | Path | No
     if data_yaml is not None:
         if images is not None or train_json is not None or val_json is not None:
             raise ValueError("give either data_yaml or images + train_json/val_json, not both")
-        from audit.data.inputs import read_data_yaml
+        from audit.data.inputs_yolo import read_data_yaml
 
         splits = read_data_yaml(data_yaml)
     else:

@@ -442,20 +442,6 @@ def read_coco_split(json_path: str | Path, images_dir: str | Path, split: str) -
 
 
 
-def read_data_yaml(path: str | Path) -> list[CocoSplit]:
-    """Read and validate an ultralytics dataset (data.yaml + images + ``labels/*.txt``).
-
-    See :func:`audit.data.inputs_yolo.read_yolo_dataset` for the layout; boxes come out as
-    absolute pixel ``xyxy``, one :class:`CocoSplit` per split present.
-
-    Example:
-        >>> splits = read_data_yaml("datasets/world/data.yaml")  # doctest: +SKIP
-    """
-    from audit.data.inputs_yolo import read_yolo_dataset
-
-    return read_yolo_dataset(path)
-
-
 def check_class_names(dataset_names: Iterable[str], model_names: Sequence[str], *,
                       source: str = "dataset", model: str = "the model") -> dict[str, int]:
     """Map dataset class names onto the model's class indices, by name.

@@ -1,7 +1,7 @@
 """Reading and validating an ultralytics dataset: data.yaml, image folders, ``labels/*.txt``.
 
-Used through :func:`audit.data.inputs.read_data_yaml`; the same checks and error style as the COCO
-reader (every problem names the file and line, all raised together).
+The same checks and error style as the COCO reader in :mod:`audit.data.inputs` (every problem
+names the file and line, all raised together).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def _yolo_rows(label: Path, names: tuple[str, ...], width: int, height: int,
     return rows
 
 
-def read_yolo_dataset(path: str | Path) -> list[CocoSplit]:
+def read_data_yaml(path: str | Path) -> list[CocoSplit]:
     """Read and validate an ultralytics dataset: data.yaml + images + ``labels/*.txt``.
 
     Args:

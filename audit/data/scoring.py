@@ -2,9 +2,10 @@
 
 The pure audits never see FiftyOne: this module reads the samples and boxes frames with
 :mod:`audit.data.store`, hands them to :func:`audit.pipeline.run_all`, and stores what comes back
-with :func:`audit.data.store.write_audit_result`, with the :class:`audit.config.ScoringConfig` it
-ran with (``info["audit"]["scoring_config"]``). A config that differs from the stored one in
-flag thresholds only re-flags the stored scores instead (:func:`reflag_dataset`, seconds).
+with :func:`audit.data.store_write.write_audit_result`, with the
+:class:`audit.config.ScoringConfig` it ran with (``info["audit"]["scoring_config"]``). A config
+that differs from the stored one in flag thresholds only re-flags the stored scores instead
+(:func:`reflag_dataset`, seconds).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from audit.config import FROM_CONFIG, SCORE_FIELDS, FromConfig, ScoringConfig, with_given
 from audit.data import store
+from audit.data.store_write import write_audit_result
 
 ProgressCallback = Callable[[float, str], None]  # (fraction done in [0, 1], message)
 
@@ -84,7 +86,7 @@ def score_dataset(name: str, *, config: ScoringConfig | None = None,
     report(0.85, "writing scores")
     result.timings.update({"read_s": t1 - t0})
     with store.scoring_run(ds, "scoring"):  # committed as a whole, or marked incomplete
-        store.write_audit_result(ds, result)
+        write_audit_result(ds, result)
         result.timings["write_s"] = time.perf_counter() - t2
         store.update_audit_info(ds, timings=dict(result.timings),
                                 **{store.CONFIG_KEY: cfg.to_dict()})

@@ -368,20 +368,6 @@ def probes_frame(ds: fo.Dataset) -> tuple[pd.DataFrame, NDArray[np.float32] | No
 
 # --- bulk writes ---------------------------------------------------------------------------------
 
-def write_audit_result(ds: fo.Dataset, result: Any) -> None:
-    """Store an :class:`audit.pipeline.AuditResult` in the dataset, in bulk ``set_values``.
-
-    See :func:`audit.data.store_write.write_audit_result` for what is written (scores, clusters,
-    projections, flags, insights, saved views, Brain visualizations).
-
-    Example:
-        >>> write_audit_result(ds, run_all(samples, emb, boxes, feats))  # doctest: +SKIP
-    """
-    from audit.data.store_write import write_audit_result as _write
-
-    _write(ds, result)
-
-
 # --- small reads ---------------------------------------------------------------------------------
 
 def insights(ds: fo.Dataset) -> list[dict[str, Any]]:
@@ -411,17 +397,3 @@ def dataset_summary(ds: fo.Dataset) -> dict[str, Any]:
         "complete": bool(info.get("complete")), "scored_at": info.get("scored_at"),
         "score_incomplete": incomplete_message(ds),
     }
-
-
-def evaluate(ds: fo.Dataset, *, iou: float = 0.5) -> dict[str, Any]:
-    """COCO-style mAP (0.50:0.95), mAP at ``iou`` and per-class AP of the stored predictions.
-
-    See :func:`audit.data.store_eval.evaluate` (pycocotools' ``COCOeval``, cached in
-    ``info["audit"]["evaluation"]``). Higher = better.
-
-    Example:
-        >>> evaluate(load_dataset("yolo-audit-demo"))["mAP50"]  # doctest: +SKIP
-    """
-    from audit.data.store_eval import evaluate as _evaluate
-
-    return _evaluate(ds, iou=iou)

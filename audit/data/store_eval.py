@@ -1,6 +1,6 @@
 """Detection metrics of an audit dataset: COCO mAP with pycocotools' ``COCOeval``.
 
-Used through :func:`audit.data.store.evaluate`. One evaluation over IoU 0.50:0.95 (plus the
+Read by :func:`audit.data.views.evaluation`. One evaluation over IoU 0.50:0.95 (plus the
 requested IoU) gives COCO mAP, mAP at that IoU and per-class AP from the same precision array
 (area range "all", at most 100 detections per image and class, ``iscrowd`` boxes as ignore
 regions: the COCO protocol). pycocotools evaluates in C and numpy; FiftyOne's

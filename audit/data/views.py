@@ -18,8 +18,10 @@ from audit import constants as C
 from audit import issues as I
 from audit.competence import COLUMNS as COMPETENCE_COLUMNS
 from audit.config import ScoringConfig
+from audit.data import store
 from audit.data.review_log import orphaned_records, reapply_orphaned
 from audit.data.review_plan import DISMISSED_FIELD
+from audit.data.store_eval import evaluate
 from audit.mistakenness import is_flagged
 
 ISSUES = I.NAMES  # every issue (audit/issues.py)
@@ -37,8 +39,6 @@ BOX_COLUMNS = ["box_id", "source", "x1", "y1", "x2", "y2", "label", "confidence"
 
 def list_datasets() -> list[str]:
     """Names of the persistent datasets built by the auditor (``store.list_audit_datasets``)."""
-    from audit.data import store
-
     return list(store.list_audit_datasets())
 
 
@@ -49,8 +49,6 @@ def open_dataset(name: str) -> Any:
     killed in between, ``review_store.replay_log`` applies it now (idempotent, cheap when there
     is nothing to do). ValueError naming the known datasets if ``name`` is absent.
     """
-    from audit.data import store
-
     return store.load_dataset(name)  # replays the review log (store.replay_reviews)
 
 
@@ -221,8 +219,6 @@ def _box_row(det: Any, source: str, width: int, height: int, config: ScoringConf
 
 def scoring_config(ds: Any) -> ScoringConfig:
     """The settings the dataset was scored with, or the defaults (``store.scoring_config``)."""
-    from audit.data import store
-
     return store.scoring_config(ds)
 
 
@@ -245,8 +241,6 @@ def dataset_overview(ds: Any) -> dict:
         "orphaned_reviews": logged decisions on samples no longer in the dataset, ...}`` (the
         summary's other keys kept).
     """
-    from audit.data import store
-
     summary = dict(store.dataset_summary(ds))
     if not summary.get("classes"):
         summary["classes"] = sorted(map(str, ds.distinct("ground_truth.detections.label")))
@@ -265,17 +259,14 @@ def reapply_reviews(name: str) -> str:
 
 def insights(ds: Any) -> list[dict]:
     """The stored insights (``Insight.to_dict`` dicts), most severe first."""
-    from audit.data import store
-
     items = list(store.insights(ds))
     return sorted(items, key=lambda d: -float(d.get("severity") or 0.0))
 
 
 def evaluation(ds: Any) -> dict:
-    """mAP, mAP50 and per-class AP of the predictions against the ground truth (store.evaluate)."""
-    from audit.data import store
-
-    return dict(store.evaluate(ds))
+    """mAP, mAP50 and per-class AP of the predictions against the ground truth
+    (:func:`audit.data.store_eval.evaluate`)."""
+    return dict(evaluate(ds))
 
 
 def dataset_version(ds: Any) -> str:

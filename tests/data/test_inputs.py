@@ -21,8 +21,8 @@ from audit.data.inputs import (
     check_class_names,
     image_size,
     read_coco_split,
-    read_data_yaml,
 )
+from audit.data.inputs_yolo import read_data_yaml
 from tests.data.coco_world import dump, load, write_coco_world
 from tests.data.conftest import CLASS_NAMES, draw_scene
 

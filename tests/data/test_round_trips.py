@@ -116,7 +116,7 @@ def test_data_yaml_reader_finds_the_labels_of_symlinked_images(tmp_path: Path) -
     file a symlink points to; the sample's filepath is that file."""
     from PIL import Image
 
-    from audit.data.inputs import read_data_yaml
+    from audit.data.inputs_yolo import read_data_yaml
 
     kept = tmp_path / "photos" / "a.png"
     kept.parent.mkdir()
@@ -138,7 +138,7 @@ def test_yolo_export_of_images_sharing_a_file_name_keeps_each_its_labels(tmp_pat
     keeps its own boxes when the export is read back."""
     from PIL import Image
 
-    from audit.data.inputs import read_data_yaml
+    from audit.data.inputs_yolo import read_data_yaml
 
     ds = fo.Dataset(f"clash-{uuid.uuid4().hex[:8]}")
     try:

@@ -11,8 +11,7 @@ import pytest
 pytest.importorskip("fiftyone")
 import fiftyone as fo
 
-from audit.data.store import evaluate
-from audit.data.store_eval import COCO_IOUS
+from audit.data.store_eval import COCO_IOUS, evaluate
 
 W, H = 640, 480
 _names = itertools.count()
