@@ -244,11 +244,11 @@ def test_run_bench_rejects_unknown_names():
         run_bench("findings", size="small", seed=-1)
 
 
-def test_cli_takes_a_world_seed_for_findings_only(capsys):
+def test_cli_takes_a_world_seed_for_findings_and_leaks_only(capsys):
     from audit.__main__ import main
 
     assert main(["bench", "speed", "--size", "small", "--seed", "3"]) != 0
-    assert "--seed applies to findings only" in capsys.readouterr().err
+    assert "--seed applies to findings and leaks only" in capsys.readouterr().err
 
 
 def test_another_seed_gets_its_own_world_and_dataset_name(monkeypatch, tmp_path):
