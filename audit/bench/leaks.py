@@ -19,6 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from audit import constants as C
+from audit.bench.leaks_peer import BRAIN_THRESHOLD, brain_leak_pairs
 from audit.leaks import DuplicateSummary, find_duplicates, shallow_block
 
 # images in the world (None: the full demo world of bench/worlds.py) and copies planted; below
@@ -48,6 +49,7 @@ class LeakBenchResult:
     pairs: pd.DataFrame
     summary: DuplicateSummary
     planted_distance: list[float]
+    brain: tuple[int, int] | None = None  # FiftyOne Brain's (found, false pairs), when run
 
     def table(self) -> str:
         """The figures as a few lines of text."""
@@ -59,7 +61,10 @@ class LeakBenchResult:
             f"nearest-neighbour distance "
             f"{s.median_nn_distance:.4g}; within-split pairs {s.n_pairs - s.n_leaks}",
             "planted copy-source distances: " + ", ".join(f"{d:.3g}"
-                                                         for d in self.planted_distance)])
+                                                         for d in self.planted_distance),
+            *([f"FiftyOne Brain compute_leaky_splits (threshold {BRAIN_THRESHOLD:g}, the whole "
+               f"embedding): found {self.brain[0]} of {len(self.planted)}, false pairs "
+               f"{self.brain[1]}"] if self.brain is not None else [])])
 
 
 def plant_copies(world: Path, out: Path, n_planted: int, *, seed: int = C.SEED,
@@ -111,14 +116,17 @@ def score_planted(pairs: pd.DataFrame, planted: list[tuple[str, str]]) -> tuple[
 
 
 def run_leak_check(world: Path, checkpoint: Path, imgsz: int, n_planted: int, *,
-                   seed: int = C.SEED, spread: float = C.DUPLICATE_SPREAD) -> LeakBenchResult:
-    """Plant ``n_planted`` altered train copies into val of ``world`` and search for leaks."""
+                   seed: int = C.SEED, spread: float = C.DUPLICATE_SPREAD,
+                   peer: bool = False) -> LeakBenchResult:
+    """Plant ``n_planted`` altered train copies into val of ``world`` and search for leaks
+    (``peer``: FiftyOne Brain's ``compute_leaky_splits`` too)."""
     with tempfile.TemporaryDirectory(prefix="leak-bench-") as tmp:
         planted = plant_copies(world, Path(tmp), n_planted, seed=seed)
         train = sorted((Path(world) / "images" / "train").glob("*.jpg"))
         val = sorted((Path(world) / "images" / "val").glob("*.jpg")) + [c for c, _ in planted]
         paths = train + val
-        vectors = shallow_block(embed(paths, checkpoint, imgsz))
+        embeddings = embed(paths, checkpoint, imgsz)
+    vectors = shallow_block(embeddings)
     split = ["train"] * len(train) + ["val"] * len(val)
     pairs, summary = find_duplicates(vectors, split, [str(p) for p in paths], spread=spread)
     named = [(str(c), str(s)) for c, s in planted]
@@ -126,7 +134,10 @@ def run_leak_check(world: Path, checkpoint: Path, imgsz: int, n_planted: int, *,
     index = {str(p): i for i, p in enumerate(paths)}
     distance = sorted(float(np.linalg.norm(vectors[index[c]] - vectors[index[s]]))
                       for c, s in named)
-    return LeakBenchResult(named, found, false, pairs, summary, distance)
+    brain = None
+    if peer:
+        brain = score_planted(brain_leak_pairs([str(p) for p in paths], split, embeddings), named)
+    return LeakBenchResult(named, found, false, pairs, summary, distance, brain)
 
 
 def bench_leaks(*, size: str = "full", out: Path | None = None,
@@ -142,7 +153,8 @@ def bench_leaks(*, size: str = "full", out: Path | None = None,
     else:
         folder = current_world(C.AUDIT_HOME / "bench" / f"world-leaks-{n_images}-seed{seed}",
                                seed=seed, n_images=n_images)
-    result = run_leak_check(folder, C.DEMO_CHECKPOINT, DEMO_IMGSZ, n_planted, seed=seed)
+    result = run_leak_check(folder, C.DEMO_CHECKPOINT, DEMO_IMGSZ, n_planted, seed=seed,
+                            peer=True)
     print(result.table())
     if out is not None:
         result.pairs.to_csv(out, index=False)

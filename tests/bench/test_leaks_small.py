@@ -40,3 +40,5 @@ def test_small_leak_benchmark_finds_every_copy():
     result = run_bench("leaks", size="small")
     assert result.found == len(result.planted) == 4  # 150 images, 4 copies
     assert result.false_pairs <= 2
+    assert result.brain is not None and 0 <= result.brain[0] <= 4  # the peer's reading ran
+    assert "FiftyOne Brain compute_leaky_splits" in result.table()
