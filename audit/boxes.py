@@ -9,6 +9,7 @@ call instead of a python loop over images.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -75,6 +76,38 @@ def xyxy_abs_to_xywh_rel(
     )
 
 
+def _shortest(value: float, stored: float, to_relative) -> float:
+    """The shortest decimal near ``value`` that ``to_relative`` maps onto ``stored`` exactly
+    (``value`` itself when no rounding to up to 17 decimals does)."""
+    for digits in range(18):
+        candidate = round(value, digits)
+        if to_relative(candidate) == stored:
+            return candidate
+    return value
+
+
+def coco_xywh_abs(box: ArrayLike, width: float, height: float) -> list[float]:
+    """FiftyOne relative ``[x, y, w, h]`` -> COCO absolute ``[x, y, w, h]``, exactly as ingested.
+
+    Ingest stores ``x / width`` and ``((x + w) - x) / width`` (:func:`xyxy_abs_to_xywh_rel` of
+    COCO's ``[x, y, x + w, y + h]``); multiplying back by the image size is off by a rounding
+    error in most boxes (``10.37`` comes back as ``10.370000000000001``). Each coordinate is the
+    shortest decimal that this conversion maps onto the stored value, which is the ingested
+    number itself (or a shorter spelling of it), so an untouched box is exported as it came in.
+
+    Example:
+        >>> rel = xyxy_abs_to_xywh_rel([[10.37, 5.1, 10.37 + 20.26, 5.1 + 7.3]], 333, 211)[0]
+        >>> coco_xywh_abs(rel, 333, 211)
+        [10.37, 5.1, 20.26, 7.3]
+    """
+    rx, ry, rw, rh = (float(v) for v in box)
+    x = _shortest(rx * width, rx, lambda c: c / width)
+    y = _shortest(ry * height, ry, lambda c: c / height)
+    w = _shortest(rw * width, rw, lambda c: ((x + c) - x) / width)
+    h = _shortest(rh * height, rh, lambda c: ((y + c) - y) / height)
+    return [x, y, w, h]
+
+
 def box_area(boxes: ArrayLike) -> NDArray[np.float64]:
     """Area of each ``xyxy`` box, ``(N,)``; inverted boxes have area 0."""
     b = _as_boxes(boxes, "boxes")
@@ -131,13 +164,30 @@ def containment(a: ArrayLike, b: ArrayLike) -> NDArray[np.float64]:
     return np.where(area_b > _EPS, inter / np.maximum(area_b, _EPS), 0.0)
 
 
-def pair_overlaps(a: ArrayLike, b: ArrayLike) -> dict[str, NDArray[np.float64]]:
-    """Row-wise overlaps of aligned box lists ``a[i]`` vs ``b[i]`` (both ``(P, 4)`` ``xyxy``).
+class Overlaps(NamedTuple):
+    """Row-wise overlaps of aligned box lists, each ``(P,)``: ``iou``, ``ios`` (over the
+    smaller), ``contain_b_in_a`` (share of ``b`` inside ``a``), ``contain_a_in_b``."""
 
-    Returns:
-        dict of ``(P,)`` arrays: ``iou``, ``ios`` (over the smaller), ``contain_b_in_a``
-        (share of ``b`` inside ``a``), ``contain_a_in_b``.
-    """
+    iou: NDArray[np.float64]
+    ios: NDArray[np.float64]
+    contain_b_in_a: NDArray[np.float64]
+    contain_a_in_b: NDArray[np.float64]
+
+
+class BoxPairs(NamedTuple):
+    """Intersecting pairs of an ``a`` box and a ``b`` box of one image, each ``(P,)``: row
+    indices ``ia``, ``ib`` and their :class:`Overlaps`."""
+
+    ia: NDArray[np.int64]
+    ib: NDArray[np.int64]
+    iou: NDArray[np.float64]
+    ios: NDArray[np.float64]
+    contain_b_in_a: NDArray[np.float64]
+    contain_a_in_b: NDArray[np.float64]
+
+
+def pair_overlaps(a: ArrayLike, b: ArrayLike) -> Overlaps:
+    """Row-wise overlaps of aligned box lists ``a[i]`` vs ``b[i]`` (both ``(P, 4)`` ``xyxy``)."""
     a, b = _as_boxes(a, "a"), _as_boxes(b, "b")
     inter = _intersection(a, b)
     area_a, area_b = box_area(a), box_area(b)
@@ -146,12 +196,8 @@ def pair_overlaps(a: ArrayLike, b: ArrayLike) -> dict[str, NDArray[np.float64]]:
     def _ratio(den: NDArray[np.float64]) -> NDArray[np.float64]:
         return np.where(den > _EPS, inter / np.maximum(den, _EPS), 0.0)
 
-    return {
-        "iou": _ratio(union),
-        "ios": _ratio(np.minimum(area_a, area_b)),
-        "contain_b_in_a": _ratio(area_b),
-        "contain_a_in_b": _ratio(area_a),
-    }
+    return Overlaps(_ratio(union), _ratio(np.minimum(area_a, area_b)), _ratio(area_b),
+                    _ratio(area_a))
 
 
 def pairs_within_groups(
@@ -299,7 +345,7 @@ def overlapping_pairs(
     groups_b: ArrayLike,
     *,
     block: int = 2_000_000,
-) -> dict[str, NDArray]:
+) -> BoxPairs:
     """Every pair of an ``a`` box and a ``b`` box of the same image that intersect.
 
     Pairs are generated image block by image block so that at most about ``block`` candidate
@@ -311,12 +357,11 @@ def overlapping_pairs(
         block: target number of candidate pairs per block.
 
     Returns:
-        dict of ``(P,)`` arrays: ``ia``, ``ib`` (row indices), ``iou``, ``ios``,
-        ``contain_b_in_a``, ``contain_a_in_b`` (see :func:`pair_overlaps`).
+        :class:`BoxPairs`.
     """
     a, b = _as_boxes(a, "a"), _as_boxes(b, "b")
     ga, gb = np.asarray(groups_a, dtype=np.int64), np.asarray(groups_b, dtype=np.int64)
-    keys = ("ia", "ib", "iou", "ios", "contain_b_in_a", "contain_a_in_b")
+    keys = BoxPairs._fields
     parts: dict[str, list[NDArray]] = {key: [] for key in keys}
     if ga.size and gb.size:
         n_groups = int(max(ga.max(), gb.max())) + 1
@@ -330,10 +375,10 @@ def overlapping_pairs(
             ia, ib = pairs_within_groups(ga[sel_a], gb[sel_b])
             ia, ib = sel_a[ia], sel_b[ib]
             ov = pair_overlaps(a[ia], b[ib])
-            hit = ov["ios"] > 0
-            for key, arr in (("ia", ia), ("ib", ib), *ov.items()):
+            hit = ov.ios > 0
+            for key, arr in (("ia", ia), ("ib", ib), *ov._asdict().items()):
                 parts[key].append(arr[hit])
-    return {
+    return BoxPairs(**{
         key: np.concatenate(v) if v else np.zeros(0, np.int64 if key in ("ia", "ib") else float)
         for key, v in parts.items()
-    }
+    })

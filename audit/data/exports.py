@@ -48,6 +48,7 @@ import fiftyone as fo
 from fiftyone import ViewField as F
 
 from audit import constants as C
+from audit.boxes import coco_xywh_abs
 from audit.data import store
 from audit.data.export_files import atomic_dir, atomic_file, prepare_out_dir, quiet_merge_notice
 from audit.data.relabel import relabel_frame
@@ -123,6 +124,32 @@ def _counts(view: fo.DatasetView) -> str:
     return f"{len(view)} images, {view.count('ground_truth.detections')} boxes"
 
 
+def _exact_boxes(labels: Path, view: fo.DatasetView, root: str | None) -> None:
+    """Rewrite each annotation's ``bbox`` (and ``area``) of a COCO JSON FiftyOne just wrote
+    with the values the box was ingested with (:func:`audit.boxes.coco_xywh_abs`): FiftyOne
+    multiplies the relative box back, which moves most boxes by a rounding error. FiftyOne
+    writes an image's annotations in the order of its detections; an image whose count differs
+    is left as written."""
+    if root is None or not len(view):
+        return
+    data = json.loads(labels.read_text(encoding="utf-8"))
+    boxes = view.values(["filepath", "metadata.width", "metadata.height",
+                         "ground_truth.detections.bounding_box"])
+    by_name = {os.path.relpath(path, root): (w, h, dets or [])
+               for path, w, h, dets in zip(*boxes, strict=True)}
+    anns: dict[Any, list[dict]] = {}
+    for ann in data.get("annotations", []):
+        anns.setdefault(ann["image_id"], []).append(ann)
+    for image in data.get("images", []):
+        width, height, dets = by_name.get(image["file_name"], (None, None, []))
+        mine = anns.get(image["id"], [])
+        if width and height and len(mine) == len(dets):
+            for ann, rel in zip(mine, dets, strict=True):
+                ann["bbox"] = coco_xywh_abs(rel, width, height)
+                ann["area"] = ann["bbox"][2] * ann["bbox"][3]
+    labels.write_text(json.dumps(data), encoding="utf-8")
+
+
 def _export_coco(view: fo.DatasetView, final: Path) -> str:
     """COCO detection JSON of the corrected labels, labels only; returns what it holds."""
     root = _image_root(view)
@@ -131,6 +158,7 @@ def _export_coco(view: fo.DatasetView, final: Path) -> str:
                     label_field="ground_truth", export_media=False, rel_dir=root,
                     classes=class_names(view), extra_attrs=["coco_id", "review_status"],
                     progress=False)
+        _exact_boxes(tmp, view, root)
         _rename_images(tmp, _ingest_file_names(view, root))
     return f"{_counts(view)} as COCO JSON"
 
