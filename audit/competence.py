@@ -113,14 +113,14 @@ def _match(boxes: pd.DataFrame, match_iou: float) -> tuple[pd.DataFrame, pd.Data
     c_gt, c_pred, c_crowd = np.split(codes, [len(gt), len(gt) + len(pred)])
     gl, pl = gt["label"].astype(str).to_numpy(), pred["label"].astype(str).to_numpy()
     pairs = B.overlapping_pairs(xyxy(gt), c_gt, xyxy(pred), c_pred)
-    same = gl[pairs["ia"]] == pl[pairs["ib"]]
-    m = B.greedy_match_pairs(pairs["ia"][same], pairs["ib"][same], pairs["iou"][same],
+    same = gl[pairs.ia] == pl[pairs.ib]
+    m = B.greedy_match_pairs(pairs.ia[same], pairs.ib[same], pairs.iou[same],
                              pred["confidence"].to_numpy(float), len(gt), iou_threshold=match_iou)
     on_crowd = B.overlapping_pairs(xyxy(crowd_gt), c_crowd, xyxy(pred), c_pred)
-    hit = (crowd_gt["label"].astype(str).to_numpy()[on_crowd["ia"]] == pl[on_crowd["ib"]]) & (
-        on_crowd["contain_b_in_a"] >= match_iou)
+    hit = (crowd_gt["label"].astype(str).to_numpy()[on_crowd.ia] == pl[on_crowd.ib]) & (
+        on_crowd.contain_b_in_a >= match_iou)
     ignored = np.zeros(len(pred), bool)
-    ignored[on_crowd["ib"][hit]] = True
+    ignored[on_crowd.ib[hit]] = True
     gt_out = pd.DataFrame({"label": gl, "matched": m.gt_to_pred >= 0})
     pred_out = pd.DataFrame({"label": pl, "confidence": np.nan_to_num(
         pred["confidence"].to_numpy(float), nan=0.0), "matched": m.pred_to_gt >= 0,

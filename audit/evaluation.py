@@ -69,15 +69,16 @@ class BoxEvaluation:
         return out
 
 
-def _pairs(gt: pd.DataFrame, pred: pd.DataFrame) -> dict:
+def _pairs(gt: pd.DataFrame, pred: pd.DataFrame) -> B.BoxPairs:
     """Overlapping (gt row, pred row) pairs within each image with their IoU."""
     codes = pd.factorize(pd.concat([gt["sample_id"], pred["sample_id"]]).astype(str))[0]
     return B.overlapping_pairs(xyxy(gt), codes[: len(gt)], xyxy(pred), codes[len(gt):])
 
 
-def _greedy(pairs: dict, keep: np.ndarray, conf: np.ndarray, n_gt: int, iou: float) -> B.Matching:
+def _greedy(pairs: B.BoxPairs, keep: np.ndarray, conf: np.ndarray, n_gt: int,
+            iou: float) -> B.Matching:
     """Greedy matching over the kept pairs."""
-    return B.greedy_match_pairs(pairs["ia"][keep], pairs["ib"][keep], pairs["iou"][keep], conf,
+    return B.greedy_match_pairs(pairs.ia[keep], pairs.ib[keep], pairs.iou[keep], conf,
                                 n_gt, iou_threshold=iou)
 
 
@@ -94,7 +95,7 @@ def _class_matches(gt: pd.DataFrame, pred: pd.DataFrame, iou: float) -> tuple:
     """Same-image pairs, which join one class, and the class-aware greedy matching."""
     pairs = _pairs(gt, pred)
     gl, pl = gt["label"].astype(str).to_numpy(), pred["label"].astype(str).to_numpy()
-    same = gl[pairs["ia"]] == pl[pairs["ib"]]
+    same = gl[pairs.ia] == pl[pairs.ib]
     return pairs, same, _greedy(pairs, same, pred["confidence"].to_numpy(float), len(gt), iou)
 
 
@@ -107,10 +108,10 @@ def _without_crowd_hits(boxes: pd.DataFrame, gt: pd.DataFrame, pred: pd.DataFram
         return pred
     codes = pd.factorize(pd.concat([crowd["sample_id"], pred["sample_id"]]).astype(str))[0]
     p = B.overlapping_pairs(xyxy(crowd), codes[: len(crowd)], xyxy(pred), codes[len(crowd):])
-    inside = (crowd["label"].astype(str).to_numpy()[p["ia"]]
-              == pred["label"].astype(str).to_numpy()[p["ib"]]) & (p["contain_b_in_a"] >= iou)
+    inside = (crowd["label"].astype(str).to_numpy()[p.ia]
+              == pred["label"].astype(str).to_numpy()[p.ib]) & (p.contain_b_in_a >= iou)
     ignored = np.zeros(len(pred), bool)
-    ignored[p["ib"][inside]] = True
+    ignored[p.ib[inside]] = True
     ignored &= _class_matches(gt, pred, iou)[2].pred_to_gt < 0
     return pred[~ignored].reset_index(drop=True)
 
@@ -144,7 +145,7 @@ def evaluate_boxes(boxes: pd.DataFrame, *, iou: float = C.MATCH_IOU,
     pairs, same, hit = _class_matches(gt, pred, iou)
     gl, pl = gt["label"].astype(str).to_numpy(), pred["label"].astype(str).to_numpy()
     pconf = pred["confidence"].to_numpy(float)
-    free = (hit.gt_to_pred[pairs["ia"]] < 0) & (hit.pred_to_gt[pairs["ib"]] < 0) & ~same
+    free = (hit.gt_to_pred[pairs.ia] < 0) & (hit.pred_to_gt[pairs.ib] < 0) & ~same
     confused = _greedy(pairs, free, pconf, len(gt), iou)
     outcomes = _outcomes(gt, pred, hit, confused)
     return BoxEvaluation(outcomes, _matrix(outcomes, sorted(set(gl) | set(pl))), float(iou),

@@ -61,7 +61,7 @@ class InconsistencyResult:
 
 
 def group_member_evidence(
-    pairs: dict[str, NDArray],
+    pairs: B.BoxPairs,
     same_class: NDArray[np.bool_],
     pred_conf: NDArray[np.float64],
     area_ratio: NDArray[np.float64],
@@ -92,11 +92,11 @@ def group_member_evidence(
     Returns:
         ``(score (n_gt,) in [0, 1], n_members (n_gt,))``.
     """
-    inside = same_class & (pairs["contain_b_in_a"] >= contain) & (area_ratio <= max_area)
-    n_members = np.bincount(pairs["ia"][inside & (pred_conf >= member_conf)],
+    inside = same_class & (pairs.contain_b_in_a >= contain) & (area_ratio <= max_area)
+    n_members = np.bincount(pairs.ia[inside & (pred_conf >= member_conf)],
                             minlength=n_gt).astype(np.int64)
     member = inside & (pred_conf >= min(evidence_conf, member_conf))
-    g, conf = pairs["ia"][member], pred_conf[member]
+    g, conf = pairs.ia[member], pred_conf[member]
     n_evidence = np.bincount(g, minlength=n_gt)
     order = np.lexsort((-conf, g))
     g, conf = g[order], conf[order]
@@ -107,7 +107,7 @@ def group_member_evidence(
     return score, n_members
 
 
-def encloses_labels(pairs: dict[str, NDArray], same_class: NDArray[np.bool_], n_pred: int, *,
+def encloses_labels(pairs: B.BoxPairs, same_class: NDArray[np.bool_], n_pred: int, *,
                     contain: float = C.GROUP_CONTAIN,
                     min_members: int = C.GROUP_MIN_MEMBERS) -> NDArray[np.bool_]:
     """``(n_pred,)`` whether each prediction encloses at least ``min_members`` labels of its
@@ -120,8 +120,8 @@ def encloses_labels(pairs: dict[str, NDArray], same_class: NDArray[np.bool_], n_
         same_class: ``(P,)`` whether the pair's labels agree.
         n_pred: number of prediction rows.
     """
-    inside = same_class & (pairs["contain_a_in_b"] >= contain)
-    return np.bincount(pairs["ib"][inside], minlength=n_pred) >= max(min_members, 1)
+    inside = same_class & (pairs.contain_a_in_b >= contain)
+    return np.bincount(pairs.ib[inside], minlength=n_pred) >= max(min_members, 1)
 
 
 def score_inconsistency(
@@ -170,10 +170,10 @@ def score_inconsistency(
     g_xy, p_xy = xyxy(gt), xyxy(pred)
     conf = np.nan_to_num(pred["confidence"].to_numpy(np.float64), nan=0.0)
     pairs = B.overlapping_pairs(g_xy, g_code, p_xy, p_code)
-    same = g_lab[pairs["ia"]] == p_lab[pairs["ib"]]
-    area_ratio = B.box_area(p_xy)[pairs["ib"]] / np.maximum(B.box_area(g_xy)[pairs["ia"]], 1e-12)
+    same = g_lab[pairs.ia] == p_lab[pairs.ib]
+    area_ratio = B.box_area(p_xy)[pairs.ib] / np.maximum(B.box_area(g_xy)[pairs.ia], 1e-12)
     score, n_members = group_member_evidence(
-        pairs, same, conf[pairs["ib"]], area_ratio, len(gt), contain=contain,
+        pairs, same, conf[pairs.ib], area_ratio, len(gt), contain=contain,
         min_members=min_members, member_conf=member_conf, evidence_conf=evidence_conf,
         max_area=max_area,
     )
@@ -190,8 +190,8 @@ def score_inconsistency(
         index=pd.Index(gt["box_id"].to_numpy(), name="box_id"),
     )
     covered_by_group = np.zeros(len(pred), bool)
-    inside = same & (pairs["contain_b_in_a"] >= contain)
-    covered_by_group[pairs["ib"][inside & group_frame["is_group"].to_numpy()[pairs["ia"]]]] = True
+    inside = same & (pairs.contain_b_in_a >= contain)
+    covered_by_group[pairs.ib[inside & group_frame["is_group"].to_numpy()[pairs.ia]]] = True
     covered_by_group |= encloses_labels(pairs, same, len(pred), contain=contain,
                                         min_members=min_members)
     partial = _partial_labels(
@@ -215,7 +215,7 @@ def _partial_labels(pairs, conf, covered_by_group, g_code, g_lab, p_code, p_lab,
     """Unlabelled confident predictions of classes labelled elsewhere in the same image."""
     n_lab = int(max(g_lab.max(initial=-1), p_lab.max(initial=-1))) + 1
     best_iou = np.zeros(len(p_code))
-    np.maximum.at(best_iou, pairs["ib"], pairs["iou"])
+    np.maximum.at(best_iou, pairs.ib, pairs.iou)
     labelled_here = np.isin(p_code * n_lab + p_lab, g_code * n_lab + g_lab)
     unlabelled = (
         (conf >= partial_conf) & labelled_here & (best_iou < match_iou) & ~covered_by_group

@@ -115,10 +115,10 @@ def _occlusion(
     ia, ib = ia[keep], ib[keep]
     ov = B.pair_overlaps(xy[ia], xy[ib])
     box_max_iou = np.zeros(len(xy))
-    np.maximum.at(box_max_iou, ia, ov["iou"])
-    np.maximum.at(box_max_iou, ib, ov["iou"])
+    np.maximum.at(box_max_iou, ia, ov.iou)
+    np.maximum.at(box_max_iou, ib, ov.iou)
     n_box = np.bincount(codes, minlength=n)
     mean_iou = np.bincount(codes, weights=box_max_iou, minlength=n) / np.maximum(n_box, 1)
     max_ios = np.zeros(n)
-    np.maximum.at(max_ios, codes[ia], ov["ios"])
+    np.maximum.at(max_ios, codes[ia], ov.ios)
     return mean_iou, max_ios

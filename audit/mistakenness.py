@@ -210,7 +210,7 @@ class _Context:
     p_lab: NDArray
     label_names: pd.Index
     conf: NDArray
-    pairs: dict
+    pairs: B.BoxPairs
     same: NDArray
     area_ratio: NDArray
     q_same: NDArray
@@ -234,21 +234,21 @@ class _Context:
         conf = np.clip(np.nan_to_num(boxes.loc[~is_gt, "confidence"].to_numpy(float)), 0, 1)
         g_code, p_code, g_lab, p_lab = codes[is_gt], codes[~is_gt], labels[is_gt], labels[~is_gt]
         pairs = B.overlapping_pairs(g_xy, g_code, p_xy, p_code)
-        gi, pj = pairs["ia"], pairs["ib"]
+        gi, pj = pairs.ia, pairs.ib
         same = g_lab[gi] == p_lab[pj]
         pc = conf[pj]
-        hit = pairs["iou"] >= match_iou
+        hit = pairs.iou >= match_iou
         n_g = len(g_xy)
         q_same, _ = _max_by(gi, pc, n_g, hit & same)
         # an other-class prediction that overlaps a label of its own class at least as well is
         # that label's object seen again (two overlapping objects), not evidence against this one
-        own_iou, _ = _max_by(pj, pairs["iou"], len(p_xy), same)
-        explained = own_iou[pj] >= pairs["iou"] if pj.size else np.zeros(0, bool)
+        own_iou, _ = _max_by(pj, pairs.iou, len(p_xy), same)
+        explained = own_iou[pj] >= pairs.iou if pj.size else np.zeros(0, bool)
         q_other, other_pair = _max_by(gi, pc, n_g, hit & ~same & ~explained)
-        support, _ = _max_by(gi, pc * np.minimum(1.0, pairs["iou"] / match_iou), n_g, gi >= 0)
+        support, _ = _max_by(gi, pc * np.minimum(1.0, pairs.iou / match_iou), n_g, gi >= 0)
         area_ratio = B.box_area(p_xy)[pj] / np.maximum(B.box_area(g_xy)[gi], 1e-12)
-        cover_iou = np.minimum(1.0, pairs["iou"] / match_iou)
-        inside = same & (pairs["contain_b_in_a"] >= C.GROUP_CONTAIN) & (
+        cover_iou = np.minimum(1.0, pairs.iou / match_iou)
+        inside = same & (pairs.contain_b_in_a >= C.GROUP_CONTAIN) & (
             area_ratio <= C.GROUP_MEMBER_MAX_AREA)
         cover, _ = _max_by(pj, np.where(inside, 1.0, cover_iou), len(p_xy), pj >= 0)
         cover = np.where(encloses_labels(pairs, same, len(p_xy)), 1.0, cover)
@@ -266,8 +266,8 @@ def _wrong_class(ctx: _Context, knn: NeighbourEvidence, far: NDArray, *, knn_wei
     else:
         e_knn, knn_label = np.zeros(n_g), np.full(n_g, -1)
     model_label = np.where(ctx.other_pair >= 0,
-                           ctx.p_lab[ctx.pairs["ib"][np.maximum(ctx.other_pair, 0)]]
-                           if ctx.pairs["ib"].size else -1, -1)
+                           ctx.p_lab[ctx.pairs.ib[np.maximum(ctx.other_pair, 0)]]
+                           if ctx.pairs.ib.size else -1, -1)
     code = np.where((e_model >= e_knn) & (model_label >= 0), model_label, knn_label)
     code = np.where(code >= 0, code, model_label)
     names = np.asarray(ctx.label_names, dtype=object)
@@ -278,7 +278,7 @@ def _wrong_class(ctx: _Context, knn: NeighbourEvidence, far: NDArray, *, knn_wei
 def _bad_box(ctx: _Context, far: NDArray, *, match_iou, near_iou, localization_iou,
              atypical_weight, size_bins, size_iou_quantile):
     """Bad-box score per gt row."""
-    gi, pj, iou = ctx.pairs["ia"], ctx.pairs["ib"], ctx.pairs["iou"]
+    gi, pj, iou = ctx.pairs.ia, ctx.pairs.ib, ctx.pairs.iou
     same = ctx.same
     match = B.greedy_match_pairs(gi[same], pj[same], iou[same], ctx.conf, len(ctx.g_code),
                                  iou_threshold=near_iou)

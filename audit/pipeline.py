@@ -102,9 +102,9 @@ def class_recall(boxes: pd.DataFrame, labels: pd.Series, *, split: pd.Series | N
         return pd.DataFrame()
     codes, _ = pd.factorize(pd.concat([gt["sample_id"], pred["sample_id"]]), sort=False)
     pairs = B.overlapping_pairs(xyxy(gt), codes[: len(gt)], xyxy(pred), codes[len(gt):])
-    same = gt["label"].to_numpy()[pairs["ia"]] == pred["label"].to_numpy()[pairs["ib"]]
+    same = gt["label"].to_numpy()[pairs.ia] == pred["label"].to_numpy()[pairs.ib]
     found = np.zeros(len(gt), bool)
-    found[pairs["ia"][same & (pairs["iou"] >= match_iou)]] = True
+    found[pairs.ia[same & (pairs.iou >= match_iou)]] = True
     frame = pd.DataFrame({"cluster": gt["sample_id"].map(labels).to_numpy(),
                           "label": gt["label"].astype(str).to_numpy(), "found": found})
     return frame.pivot_table(index="cluster", columns="label", values="found", aggfunc="mean")

@@ -135,10 +135,10 @@ def test_pair_overlaps_equal_matrix_diagonals(data):
     a = data.draw(xyxy_boxes(min_size=0, max_size=6))
     b = data.draw(xyxy_boxes(min_size=len(a), max_size=len(a)))
     ov = B.pair_overlaps(a, b)
-    np.testing.assert_allclose(ov["iou"], np.diag(B.iou_matrix(a, b)))
-    np.testing.assert_allclose(ov["ios"], np.diag(B.ios_matrix(a, b)))
-    np.testing.assert_allclose(ov["contain_b_in_a"], np.diag(B.containment(a, b)))
-    np.testing.assert_allclose(ov["contain_a_in_b"], np.diag(B.containment(b, a)))
+    np.testing.assert_allclose(ov.iou, np.diag(B.iou_matrix(a, b)))
+    np.testing.assert_allclose(ov.ios, np.diag(B.ios_matrix(a, b)))
+    np.testing.assert_allclose(ov.contain_b_in_a, np.diag(B.containment(a, b)))
+    np.testing.assert_allclose(ov.contain_a_in_b, np.diag(B.containment(b, a)))
 
 
 # --- pairs within groups ------------------------------------------------------------------------
@@ -175,9 +175,10 @@ def test_pairs_within_groups_equals_brute_force(ga, gb):
 
 def test_overlapping_pairs_empty():
     out = B.overlapping_pairs(np.zeros((0, 4)), [], [[0, 0, 1, 1]], [0])
-    assert set(out) == {"ia", "ib", "iou", "ios", "contain_b_in_a", "contain_a_in_b"}
-    assert all(v.size == 0 for v in out.values())
-    assert out["ia"].dtype == np.int64 and out["iou"].dtype == np.float64
+    assert isinstance(out, B.BoxPairs)
+    assert out._fields == ("ia", "ib", "iou", "ios", "contain_b_in_a", "contain_a_in_b")
+    assert all(v.size == 0 for v in out)
+    assert out.ia.dtype == np.int64 and out.iou.dtype == np.float64
 
 
 @settings(max_examples=40, deadline=None)
@@ -192,9 +193,9 @@ def test_overlapping_pairs_equals_brute_force_at_any_block_size(data):
                    if ga[i] == gb[j] and ios[i, j] > 0)
     for block in (1, 3, 2_000_000):
         out = B.overlapping_pairs(a, ga, b, gb, block=block)
-        got = sorted(zip(out["ia"].tolist(), out["ib"].tolist(), strict=True))
+        got = sorted(zip(out.ia.tolist(), out.ib.tolist(), strict=True))
         assert got == brute
-        np.testing.assert_allclose(out["iou"], B.iou_matrix(a, b)[out["ia"], out["ib"]])
+        np.testing.assert_allclose(out.iou, B.iou_matrix(a, b)[out.ia, out.ib])
 
 
 # --- matching -----------------------------------------------------------------------------------

@@ -121,8 +121,8 @@ def test_group_member_evidence_directly():
     gt_xy = np.array([UNION, LEFT], float)
     pred_xy = np.array([LEFT, RIGHT], float)
     pairs = B.overlapping_pairs(gt_xy, [0, 0], pred_xy, [0, 0])
-    area_ratio = B.box_area(pred_xy)[pairs["ib"]] / B.box_area(gt_xy)[pairs["ia"]]
-    conf = np.array([0.9, 0.6])[pairs["ib"]]
+    area_ratio = B.box_area(pred_xy)[pairs.ib] / B.box_area(gt_xy)[pairs.ia]
+    conf = np.array([0.9, 0.6])[pairs.ib]
     score, n = group_member_evidence(pairs, np.ones(len(conf), bool), conf, area_ratio, 2)
     np.testing.assert_allclose(score, [0.54, 0.0])
     assert n.tolist() == [2, 0]
@@ -137,8 +137,8 @@ def test_weak_second_member_ranks_but_neither_counts_nor_flags():
     gt_xy = np.array([UNION, UNION], float)
     pred_xy = np.array([LEFT, RIGHT, LEFT], float)
     pairs = B.overlapping_pairs(gt_xy, [0, 1], pred_xy, [0, 0, 1])
-    area_ratio = B.box_area(pred_xy)[pairs["ib"]] / B.box_area(gt_xy)[pairs["ia"]]
-    conf = np.array([0.9, 0.1, 0.9])[pairs["ib"]]
+    area_ratio = B.box_area(pred_xy)[pairs.ib] / B.box_area(gt_xy)[pairs.ia]
+    conf = np.array([0.9, 0.1, 0.9])[pairs.ib]
     same = np.ones(len(conf), bool)
     score, n = group_member_evidence(pairs, same, conf, area_ratio, 2)
     np.testing.assert_allclose(score, [0.09, 0.0])

@@ -413,7 +413,9 @@ def test_end_to_end_roll_up_of_scored_boxes():
     box_scores = _scores(rows)
     out = score_samples(box_scores, samples_frame(["s0", "s1"]))
     assert out.loc["s0", "mistakenness_score"] > 0.5 > out.loc["s1", "mistakenness_score"]
-    assert out.loc["s0", "flagged_issues"] == ["bad_box", "missing"]
+    # the moved label (and the object it left unlabelled) are flagged; at the common threshold
+    # its lack of support may flag it spurious too
+    assert {"bad_box", "missing"} <= set(out.loc["s0", "flagged_issues"])
     assert out.loc["s1", "flagged_issues"] == []
     assert C.BAD_BOX_SCORE <= out.loc["s0", "bad_box_score"] <= 1.0
 
