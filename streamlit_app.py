@@ -10,7 +10,7 @@ import streamlit as st
 
 from audit import constants as C
 from audit.data import views
-from audit.ui import cache, competence, settings
+from audit.ui import cache, competence, session, settings
 from audit.ui.common import shown_errors
 from audit.ui.state import get_state
 
@@ -118,9 +118,12 @@ def start_page() -> None:
     with shown_errors("Listing datasets"):
         names = views.list_datasets()
     if names:
-        index = names.index(state.dataset) if state.dataset in names else 0
+        current = state.dataset if state.dataset in names else session.last_dataset()
+        index = names.index(current) if current in names else 0
         choice = st.selectbox("Dataset", names, index=index, key="start_dataset")
         state.dataset = choice
+        session.remember_dataset(choice)
+        session.keep(state)
     else:
         st.info("No ingested dataset yet. Build the demo, or ingest your own with "
                 "`python -m audit ingest`.")
@@ -136,6 +139,8 @@ def main() -> None:
     st.set_page_config(page_title="YOLO label auditor", page_icon=":material/fact_check:",
                        layout="wide")
     state = get_state()
+    with shown_errors("Reading the dataset and reviewer from the address"):
+        session.restore(state, views.list_datasets)
     pages = [st.Page(start_page, title="Start", icon=":material/home:", default=True,
                      url_path="start")]
     pages += [st.Page(path, title=title, icon=icon) for path, (title, icon) in PAGES.items()]
@@ -145,6 +150,7 @@ def main() -> None:
                                        placeholder="your name").strip()
         if state.dataset:
             st.caption(f"Dataset: **{state.dataset}**")
+    session.keep(state)  # the URL then brings both back after a reload
     page.run()
 
 
