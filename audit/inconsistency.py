@@ -329,7 +329,7 @@ def convention_insights(classes: pd.DataFrame, group_boxes: pd.DataFrame) -> lis
             kind="inconsistency", title=f"{label}: mixed box conventions", sentence=sentence,
             cluster=None, label=str(label),
             severity=float(min(1.0, 2 * min(row.share_group, row.share_individual))),
-            sample_ids=tuple(str(s) for s in ids), stats=stats,
+            sample_ids=tuple(str(s) for s in ids), stats=stats, issue="group_box",
             evidence={"plot": "convention_shares", "label": str(label),
                       "shares": {"group": float(row.share_group),
                                  "individual": float(row.share_individual)}},

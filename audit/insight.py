@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from audit import constants as C
+from audit import issues as I
 
 KINDS = ("imbalance", "overfit", "low_performance", "metadata", "inconsistency", "curve",
          "leak", "duplicate")
@@ -47,6 +48,8 @@ class Insight:
         sample_ids: samples it concerns (capped at ``C.INSIGHT_MAX_SAMPLES``).
         evidence: JSON-serialisable data for its plot, with a ``plot`` key.
         stats: JSON-serialisable test statistics.
+        issue: the issue (``audit.issues`` name) behind the finding, whose score orders its
+            samples in triage (e.g. ``group_box`` for mixed box conventions); None = none.
     """
 
     kind: str
@@ -58,11 +61,15 @@ class Insight:
     sample_ids: tuple[str, ...] = ()
     evidence: dict = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
+    issue: str | None = None
 
     def __post_init__(self) -> None:
-        """Validate kind and severity; make ids a tuple and dicts JSON-safe."""
+        """Validate kind, severity and issue; make ids a tuple and dicts JSON-safe."""
         if self.kind not in KINDS:
             raise ValueError(f"Insight.kind: expected one of {KINDS}, got {self.kind!r}")
+        if self.issue is not None and self.issue not in I.NAMES:
+            raise ValueError(f"Insight.issue: expected one of {I.NAMES} or None, "
+                             f"got {self.issue!r}")
         if not 0.0 <= float(self.severity) <= 1.0:
             raise ValueError(f"Insight.severity: expected a value in [0, 1], got {self.severity}")
         ids = tuple(str(s) for s in self.sample_ids)[: C.INSIGHT_MAX_SAMPLES]

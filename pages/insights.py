@@ -86,8 +86,9 @@ def _card(name: str, i: int, item: dict) -> None:
         c = st.columns(3)
         c[0].caption(f"{len(ids):,} samples")
         if c[1].button("Review in triage", key=f"insights_triage_{i}", disabled=not ids):
-            get_state().set_triage(TriageFilter(sample_ids=tuple(ids),
-                                                source=item.get("title", "an insight")))
+            get_state().set_triage(TriageFilter(  # most affected by the card's issue first
+                sample_ids=tuple(ids), source=item.get("title", "an insight"),
+                order_by=item.get("issue")))
             st.switch_page("pages/triage.py")
         fiftyone_app.open_button(name, ids, key=f"insights_fiftyone_{i}", container=c[2])
 

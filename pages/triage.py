@@ -13,6 +13,15 @@ from audit.ui.common import draw_sample, require_dataset, shown_errors
 from audit.ui.state import TriageFilter, get_state
 
 ALL = "(all)"
+DEFAULT_ORDER = "(the issue filter's score, else overall)"  # order_by None
+
+
+def _order(options: list[str], current: str | None, container) -> str | None:
+    """The "Order by" selectbox: an issue whose score orders the queue, or None."""
+    values = [DEFAULT_ORDER, *sorted(set(options) | ({current} if current else set()))]
+    picked = container.selectbox("Order by", values, key="triage_order",
+                                 index=values.index(current) if current in values else 0)
+    return None if picked == DEFAULT_ORDER else picked
 
 
 def _choice(label: str, options: list, current, key: str, container):
@@ -27,12 +36,13 @@ def _filters(name: str) -> TriageFilter:
     """Filter widgets; a change resets the queue position."""
     state = get_state()
     opts, flt = cache.facets(name), state.triage
-    c = st.columns(4)
+    c = st.columns(5)
     new = replace(flt, issue=_choice("Issue", opts["issues"], flt.issue, "triage_issue", c[0]),
                   label=_choice("Class", opts["labels"], flt.label, "triage_class", c[1]),
                   split=_choice("Split", opts["splits"], flt.split, "triage_split", c[2]),
                   cluster=_choice("Cluster", opts["clusters"], flt.cluster, "triage_cluster",
-                                  c[3]))
+                                  c[3]),
+                  order_by=_order(opts["issues"], flt.order_by, c[4]))
     if flt.sample_ids is not None:
         st.info(f"Showing the {len(flt.sample_ids):,} samples of: {flt.source or 'a selection'}")
         if st.button("Show every flagged sample", key="triage_clear_source"):
@@ -171,6 +181,9 @@ def _sample(name: str, sid: str, row: pd.Series) -> None:
     chosen = get_state().triage.box_ids  # a selection's boxes (a matrix cell), else the flagged
     keep = boxes["box_id"].isin(chosen) if chosen is not None else boxes["flagged_issue"].notna()
     flagged = boxes[keep].set_index("box_id", drop=False)
+    order = get_state().triage.order_by or get_state().triage.issue
+    if order:  # the boxes of the issue the reviewer came for first, the first one picked
+        flagged = flagged.sort_values("flagged_issue", key=lambda s: s != order, kind="stable")
     classes = cache.overview(name, cache.version(name))["classes"]
     left, right = st.columns([3, 2])
     with right:

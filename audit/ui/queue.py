@@ -20,7 +20,9 @@ def build_queue(table: pd.DataFrame, flt: TriageFilter) -> pd.DataFrame:
             ``<issue>_score`` and ``count_<class>``.
         flt: the filter. With an ``issue``, only samples flagged for it are kept and ordered by
             ``<issue>_score``; otherwise every flagged sample, ordered by ``mistakenness``.
-            With ``sample_ids`` (an insight's evidence) unflagged samples among them are kept too.
+            With ``order_by`` the samples kept are ordered by ``<order_by>_score`` instead (the
+            issue an insight is about: its samples come most affected first). With
+            ``sample_ids`` (an insight's evidence) unflagged samples among them are kept too.
 
     Returns:
         Frame indexed by ``sample_id`` with ``QUEUE_COLUMNS`` (and those of ``QUEUE_EXTRAS`` the
@@ -45,7 +47,8 @@ def build_queue(table: pd.DataFrame, flt: TriageFilter) -> pd.DataFrame:
         has = table[column].to_numpy() > 0 if column in table else np.zeros(len(table), bool)
         keep &= has
     sub = table.loc[keep]
-    score_col = f"{flt.issue}_score" if flt.issue and f"{flt.issue}_score" in sub else None
+    score_col = next((f"{o}_score" for o in (flt.order_by, flt.issue)
+                      if o and f"{o}_score" in sub), None)
     score = sub[score_col] if score_col else sub["mistakenness"]
     out = sub.assign(score=score.astype(float))[
         [*QUEUE_COLUMNS, *(c for c in QUEUE_EXTRAS if c in sub)]]

@@ -27,6 +27,9 @@ class TriageFilter:
         source: a human-readable reason shown above the queue (e.g. the insight's title).
         box_ids: boxes to show on each sample instead of its flagged ones (e.g. the boxes
             behind a confusion-matrix cell); None = the flagged boxes.
+        order_by: the issue whose score orders the queue (the issue an insight is about, or
+            the reviewer's choice) without filtering on it; None = by ``issue`` when one is
+            chosen, else by overall mistakenness.
     """
 
     sample_ids: tuple[str, ...] | None = None
@@ -36,6 +39,7 @@ class TriageFilter:
     cluster: int | None = None
     source: str = ""
     box_ids: tuple[str, ...] | None = None
+    order_by: str | None = None
 
 
 @dataclass
