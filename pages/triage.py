@@ -43,6 +43,11 @@ def _filters(name: str) -> TriageFilter:
                   cluster=_choice("Cluster", opts["clusters"], flt.cluster, "triage_cluster",
                                   c[3]),
                   order_by=_order(opts["issues"], flt.order_by, c[4]))
+    unreviewed = st.toggle("Unreviewed only", value=flt.skip_ids is not None,
+                           key="triage_unreviewed",
+                           help="Leave out the samples reviewed so far (as of turning this on)")
+    if unreviewed != (flt.skip_ids is not None):
+        new = replace(new, skip_ids=cache.reviewed_ids(name) if unreviewed else None)
     if flt.sample_ids is not None:
         st.info(f"Showing the {len(flt.sample_ids):,} samples of: {flt.source or 'a selection'}")
         if st.button("Show every flagged sample", key="triage_clear_source"):

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from fiftyone import ViewField as F
 
 from audit import constants as C
 from audit import issues as I
@@ -21,6 +22,7 @@ from audit.config import ScoringConfig
 from audit.data import store
 from audit.data.review_log import orphaned_records, reapply_orphaned
 from audit.data.review_plan import DISMISSED_FIELD
+from audit.data.review_store import REVIEWED_STATUSES
 from audit.data.store_eval import evaluate
 from audit.mistakenness import is_flagged
 
@@ -161,6 +163,14 @@ def _mark_predictions(frame: pd.DataFrame, sample: Any, gt_field: str) -> None:
     frame.loc[is_pred & frame["box_id"].isin(accepted), "review_status"] = "accepted"
 
 
+def reviewed_ids(ds: Any) -> tuple[str, ...]:
+    """Ids of the samples a decision reviewed (status confirmed, fixed or relabel; an undo back
+    to unreviewed takes a sample off)."""
+    if "review_status" not in ds.get_field_schema():
+        return ()
+    return tuple(ds.match(F("review_status").is_in(REVIEWED_STATUSES)).values("id"))
+
+
 def sample_review(ds: Any, sample_id: str) -> dict:
     """Review state of one sample: ``{"revision": int, "status": str}`` (0 / "unreviewed")."""
     sample = _get_sample(ds, sample_id)
@@ -225,8 +235,6 @@ def scoring_config(ds: Any) -> ScoringConfig:
 def flagged_view(ds: Any) -> Any:
     """The samples with at least one flagged issue, most mistaken first (the saved ``flagged``
     views of scoring and of export)."""
-    from fiftyone import ViewField as F
-
     view = ds.exists("flagged").match(F("flagged").length() > 0)
     score = scored_fields(ds)["mistakenness"]
     return view.sort_by(score, reverse=True) if score else view

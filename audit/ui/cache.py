@@ -52,6 +52,11 @@ def triage_queue(name: str, flt: TriageFilter) -> pd.DataFrame:
     return _queue(name, version(name), flt)
 
 
+def reviewed_ids(name: str) -> tuple[str, ...]:
+    """Samples reviewed so far (``views.reviewed_ids``), read fresh: decisions change it."""
+    return views.reviewed_ids(dataset(name))
+
+
 @st.cache_data(max_entries=8, show_spinner=False)
 def _facets(name: str, token: str) -> dict[str, list]:
     """Filter options of one dataset version."""

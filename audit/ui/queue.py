@@ -22,7 +22,8 @@ def build_queue(table: pd.DataFrame, flt: TriageFilter) -> pd.DataFrame:
             ``<issue>_score``; otherwise every flagged sample, ordered by ``mistakenness``.
             With ``order_by`` the samples kept are ordered by ``<order_by>_score`` instead (the
             issue an insight is about: its samples come most affected first). With
-            ``sample_ids`` (an insight's evidence) unflagged samples among them are kept too.
+            ``sample_ids`` (an insight's evidence) unflagged samples among them are kept too;
+            ``skip_ids`` are left out.
 
     Returns:
         Frame indexed by ``sample_id`` with ``QUEUE_COLUMNS`` (and those of ``QUEUE_EXTRAS`` the
@@ -38,6 +39,8 @@ def build_queue(table: pd.DataFrame, flt: TriageFilter) -> pd.DataFrame:
         keep = flagged.map(bool).to_numpy(dtype=bool, copy=True)
     if flt.issue:
         keep &= flagged.map(lambda issues: flt.issue in issues).to_numpy()
+    if flt.skip_ids:
+        keep &= ~np.asarray(table.index.isin(list(flt.skip_ids)), dtype=bool)
     if flt.split:
         keep &= (table["split"] == flt.split).to_numpy()
     if flt.cluster is not None:

@@ -30,6 +30,9 @@ class TriageFilter:
         order_by: the issue whose score orders the queue (the issue an insight is about, or
             the reviewer's choice) without filtering on it; None = by ``issue`` when one is
             chosen, else by overall mistakenness.
+        skip_ids: samples left out of the queue: with the "unreviewed only" filter, those
+            reviewed when it was turned on (a snapshot, so the queue holds still while the
+            reviewer works through it; turning it on again takes a new one).
     """
 
     sample_ids: tuple[str, ...] | None = None
@@ -40,6 +43,7 @@ class TriageFilter:
     source: str = ""
     box_ids: tuple[str, ...] | None = None
     order_by: str | None = None
+    skip_ids: tuple[str, ...] | None = None
 
 
 @dataclass

@@ -34,6 +34,7 @@ def _table() -> pd.DataFrame:
     (TriageFilter(sample_ids=("s0", "s1", "s2"), order_by="group_box"), ["s2", "s1", "s0"]),
     (TriageFilter(order_by="group_box"), ["s2", "s1", "s0", "s3"]),  # NaN last
     (TriageFilter(issue="group_box"), ["s2", "s1"]),
+    (TriageFilter(skip_ids=("s0", "s2")), ["s1", "s3"]),
     (TriageFilter(issue="group_box", order_by="spurious"), ["s2", "s1"]),  # no such score
 ])
 def test_the_queue_follows_the_issue_it_is_ordered_by(flt, expected) -> None:

@@ -89,3 +89,18 @@ def test_the_note_stays_with_its_image_and_goes_with_its_decisions(dataset):
     notes = {r.decision.sample_id: r.decision.note for r in read_records(dataset)}
     assert notes == {first: "shelf half cut off", second: ""}
     assert {r.decision.reviewer for r in read_records(dataset)} == {"ana"}
+
+
+def test_unreviewed_only_leaves_out_the_samples_reviewed_so_far(dataset):
+    at = _triage(dataset)
+    first = at.session_state["app_state"].analysis_sample
+    at.button(key="triage_delete").click().run()  # the first sample is reviewed now
+    at.toggle(key="triage_unreviewed").set_value(True).run()
+    assert not at.exception, at.exception
+    state = at.session_state["app_state"]
+    assert state.triage.skip_ids == (first,)
+    assert state.analysis_sample != first
+    at.button(key="triage_confirm").click().run()  # reviewing here keeps the queue still
+    assert at.session_state["app_state"].analysis_sample == state.analysis_sample
+    at.toggle(key="triage_unreviewed").set_value(False).run()
+    assert at.session_state["app_state"].analysis_sample == first
