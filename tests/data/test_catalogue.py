@@ -710,3 +710,63 @@ def test_every_row_runs_somewhere() -> None:
     for entry in ("ingest", "score", "export"):
         vias = {v for r in BAD.values() if r.entry == entry for v in r.via}
         assert {"api", "main", "proc"} <= vias, entry
+
+
+# --- the cases of the "nothing lost, nothing silently wrong" audit, each with where it is held ----
+# A case that is a refusal is a row of BAD above; one whose right answer is a behaviour (a round
+# trip, a race, a replay) has its own test. This index keeps every case findable, and fails when
+# a test it names is gone or renamed.
+CASE_TESTS: dict[int, tuple[str, ...]] = {
+    1: ("tests/data/test_ingest_concurrency.py::test_two_resumes_at_once_store_each_image_once",),
+    2: ("tests/data/test_round_trips.py::test_yolo_export_ingests_again_through_its_data_yaml",),
+    3: ("BAD::export-yolo-over-user-files",
+        "tests/data/test_exports.py::test_yolo_export_again_keeps_a_users_files_and_refuses"),
+    4: ("BAD::score-other-database", "BAD::export-other-database"),
+    5: ("tests/data/test_review_replay.py::"
+        "test_the_command_line_export_carries_a_decision_a_crash_cut_short",),
+    6: ("tests/data/test_review_replay.py::"
+        "test_decisions_orphaned_by_a_new_ingest_are_announced_and_reapplied",),
+    7: ("tests/data/test_ingest.py::test_sixteen_bit_greyscale_decodes_as_ultralytics_reads_it",),
+    8: ("BAD::resume-with-edited-class", "BAD::resume-with-removed-box",
+        "BAD::resume-with-moved-box"),
+    9: ("BAD::export-relabel-csv-half-scored", "tests/data/test_scoring_partial.py::"
+        "test_a_scoring_cut_short_is_marked_and_readers_refuse_it"),
+    10: ("tests/data/test_round_trips.py::"
+         "test_coco_export_of_each_split_ingests_again_with_the_same_images_root",),
+    11: ("tests/data/test_checkpoint_identity.py::"
+         "test_a_checkpoint_replaced_since_ingest_is_refused",),
+    12: ("tests/data/test_exports.py::test_yolo_leaves_crowd_boxes_out",),
+    13: ("BAD::review-label-not-a-class", "BAD::review-box-outside-image"),
+    14: ("tests/test_clusters.py::test_cluster_caps_k_at_the_number_of_points_and_says_so",
+         "BAD::export-relabel-csv-unscored"),
+    15: ("BAD::image-too-large",),
+    16: ("BAD::annotation-id-beyond-int64",),
+    17: ("tests/data/test_ingest.py::test_classes_differing_in_punctuation_keep_their_own_counts",),
+    18: ("BAD::device-unknown", "BAD::device-cuda-without-cuda"),
+    19: ("tests/data/test_database.py::test_a_database_lost_mid_run_is_one_line",),
+    20: ("tests/data/test_inputs.py::"
+         "test_width_and_height_given_as_numbers_in_strings_are_read_as_numbers",),
+    21: ("tests/data/test_scoring_partial.py::test_a_small_dataset_scores_whole",),
+    22: ("tests/data/test_ingest_concurrency.py::"
+         "test_two_fresh_ingests_of_one_name_at_once_both_succeed",),
+    23: ("BAD::ingest-name-too-long",),
+    24: ("tests/data/test_exports.py::test_exports_get_the_modes_the_umask_gives",
+         "tests/data/test_exports.py::test_yolo_command_prints_one_line_saying_what_it_left_out"),
+    25: ("tests/data/test_exports.py::test_out_ending_in_the_format_suffix_is_the_file",),
+}
+
+
+def test_every_case_is_held_by_a_row_or_a_test() -> None:
+    import ast
+
+    root = Path(__file__).resolve().parents[2]
+    assert sorted(CASE_TESTS) == list(range(1, 26))
+    for case, refs in CASE_TESTS.items():
+        for ref in refs:
+            where, name = ref.split("::")
+            if where == "BAD":
+                assert name in BAD, (case, ref)
+                continue
+            tree = ast.parse((root / where).read_text(encoding="utf-8"))
+            names = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+            assert name in names, (case, ref)
