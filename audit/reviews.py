@@ -40,6 +40,7 @@ from typing import Any
 from audit import constants as C
 
 LOG_NAME = "reviews.jsonl"  # file name of a dataset's review log inside <AUDIT_HOME>/<dataset>/
+LOCK_NAME = "reviews.lock"  # writer lock file next to a dataset's review log
 LOG_VERSION = 1  # written into every line, so a later format can still read old logs
 REVIEW_STATUSES = ("unreviewed", "confirmed", "fixed", "relabel")  # weakest to strongest
 ACTION_STATUS = {  # the review status a decision gives its box / sample (undo restores instead)
@@ -254,6 +255,24 @@ def _locked(fd: int, mode: int) -> Iterator[None]:
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def writer_lock(dataset: str, *, home=None) -> Iterator[None]:
+    """Hold the dataset's exclusive review writer lock (blocks until it is free).
+
+    An ``flock`` on its own open file, so it excludes other processes and other threads alike
+    (Streamlit serves sessions from threads of one process); the kernel drops it if the holder
+    dies, so a killed writer never leaves it stuck.
+    """
+    path = log_path(dataset, home=home).with_name(LOCK_NAME)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def append_record(record: LogRecord, *, home: Path | str | None = None) -> Path:

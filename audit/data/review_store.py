@@ -38,12 +38,9 @@ Box coordinates: ``Decision.box`` is absolute pixel xyxy, stored as FiftyOne rel
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import shlex
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -72,10 +69,10 @@ from audit.reviews import (
     append_record,
     log_path,
     read_records,
+    writer_lock,
 )
 
 REVIEWED_STATUSES = ("confirmed", "fixed", "relabel")  # statuses that count as reviewed
-LOCK_NAME = "reviews.lock"  # writer lock file next to a dataset's review log
 _PROJECTION = {k: 1 for k in ("filepath", "ground_truth", REVIEWED_FIELD, "predictions", "metadata",
                               "width", "height", "review_revision", "review_status",
                               "review_decision_ids", DISMISSED_FIELD)}
@@ -186,24 +183,6 @@ def _conflict(ds: fo.Dataset, decision: Decision, doc: dict, home) -> ReviewConf
     return ReviewConflict(decision, doc.get("review_revision") or 0, others)
 
 
-@contextlib.contextmanager
-def writer_lock(dataset: str, *, home=None) -> Iterator[None]:
-    """Hold the dataset's exclusive review writer lock (blocks until it is free).
-
-    An ``flock`` on its own open file, so it excludes other processes and other threads alike
-    (Streamlit serves sessions from threads of one process); the kernel drops it if the holder
-    dies, so a killed writer never leaves it stuck.
-    """
-    path = log_path(dataset, home=home).with_name(LOCK_NAME)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
-
-
 def _rebase(ds: fo.Dataset, decision: Decision, doc: dict, home) -> Decision:
     """``decision`` moved onto the sample's current revision, or ReviewConflict.
 
@@ -284,12 +263,12 @@ def _record_locked(ds: fo.Dataset, decision: Decision, home,
     applied = doc.get("review_decision_ids") or []
     if decision.decision_id in applied:
         return _outcome_of_applied(ds, decision, applied, home)
-    if decision.action == "accept_prediction" and (kept := accepted_as(doc, decision.box_id)):
-        return ReviewOutcome(decision, doc.get("review_revision") or 0,  # one box per prediction
-                             doc.get("review_status") or "unreviewed", kept)
     seen = decision.base_revision
     if (doc.get("review_revision") or 0) != seen:
         decision = _rebase(ds, decision, doc, home)
+    if decision.action == "accept_prediction" and (kept := accepted_as(doc, decision.box_id)):
+        return ReviewOutcome(decision, doc.get("review_revision") or 0,  # one box per prediction
+                             doc.get("review_status") or "unreviewed", kept)
     history = []
     if decision.action == "undo":
         by_id = {r.decision.decision_id: r
