@@ -35,11 +35,11 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 lint: setup
-	$(PY) -m ruff check audit pages tests streamlit_app.py
+	$(PY) -m ruff check audit benchmarks pages tests streamlit_app.py
 	$(VENV)/bin/lint-imports
 
 test: setup browser
-	$(PY) -m ruff check audit pages tests streamlit_app.py
+	$(PY) -m ruff check audit benchmarks pages tests streamlit_app.py
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q tests
 

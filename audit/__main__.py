@@ -247,7 +247,11 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "reviews":
         print(_reviews(args.name, args.reapply))
     elif args.command == "bench":
-        from audit.bench import run_bench
+        try:  # the benchmarks live beside the package in a checkout, not in the installed package
+            from benchmarks import run_bench
+        except ModuleNotFoundError as exc:
+            raise ValueError("bench: the benchmarks live in the repository's benchmarks/ folder; "
+                             "run this from a checkout of the repository") from exc
 
         for flag, value in (("--seed", args.seed), ("--world", args.world)):
             allowed = ("findings", "leaks") if flag == "--seed" else ("findings",)

@@ -1,4 +1,6 @@
-"""Benchmarks: finding power against peer tools, and speed (``python -m audit bench ...``).
+"""Benchmarks: finding power against peer tools, and speed (``python -m audit bench ...`` or
+``python -m benchmarks ...``). They sit beside the package, not in it: the installed package holds
+the product.
 
 Each benchmark lives in its own module and is imported only when asked for, so ``--help`` and
 the other benchmarks do not pay for FiftyOne, torch or cleanlab.
@@ -11,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 BENCHMARKS = {
-    "findings": ("audit.bench.findings", "bench_findings"),
-    "speed": ("audit.bench.speed", "bench_speed"),
-    "ingest": ("audit.bench.ingest_speed", "bench_ingest"),
-    "app": ("audit.bench.app_speed", "bench_app"),
-    "leaks": ("audit.bench.leaks", "bench_leaks"),
-    "concurrent-ingest": ("audit.bench.concurrent_ingest", "bench_concurrent_ingest"),
+    "findings": ("benchmarks.findings", "bench_findings"),
+    "speed": ("benchmarks.speed", "bench_speed"),
+    "ingest": ("benchmarks.ingest_speed", "bench_ingest"),
+    "app": ("benchmarks.app_speed", "bench_app"),
+    "leaks": ("benchmarks.leaks", "bench_leaks"),
+    "concurrent-ingest": ("benchmarks.concurrent_ingest", "bench_concurrent_ingest"),
 }  # name -> (module, function), each called as function(size=..., out=...)
 SIZES = ("small", "full")  # benchmark sizes every benchmark accepts
 

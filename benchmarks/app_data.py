@@ -1,7 +1,7 @@
 """The synthetic data the app benchmark feeds the pages (``python -m audit bench app``).
 
 A samples table shaped like :func:`audit.data.views.samples_table`'s and the boxes behind
-:func:`audit.data.views.sample_boxes`, built from :func:`audit.bench.synthetic.make_frames`: its
+:func:`audit.data.views.sample_boxes`, built from :func:`benchmarks.synthetic.make_frames`: its
 metadata, per-issue scores (low on clean boxes, high on one issue of a planted error), flags by
 the scorer's own rule (:func:`audit.mistakenness.is_flagged`), clusters and three projections;
 and seeded JPEG scenes for the page to draw.
@@ -40,8 +40,8 @@ class SyntheticApp:
     @classmethod
     def build(cls, n: int, images: list[str], *, seed: int = C.SEED) -> SyntheticApp:
         """Seeded synthetic table of ``n`` samples whose files cycle through ``images``."""
-        from audit.bench.synthetic import CLASSES, ERROR_KINDS, make_frames
         from audit.metadata import sample_metadata
+        from benchmarks.synthetic import CLASSES, ERROR_KINDS, make_frames
 
         frames = make_frames(n, seed=seed)
         rng = np.random.default_rng(seed)
@@ -142,8 +142,8 @@ def write_images(folder: Path, count: int) -> list[str]:
     """``count`` seeded 640x480 JPEG scenes (noise and rectangles); their paths."""
     from PIL import Image
 
-    from audit.bench.synthetic import H, W
     from audit.world.tiny_checkpoint import draw_scene
+    from benchmarks.synthetic import H, W
 
     paths = []
     for i in range(count):

@@ -2,7 +2,7 @@
 
 The triage and latent-space pages run through ``streamlit.testing.v1.AppTest`` on a synthetic
 samples table shaped like :func:`audit.data.views.samples_table`'s (100,000 samples at the full
-size, 2,000 at the small one; built from :func:`audit.bench.synthetic.make_frames` with its
+size, 2,000 at the small one; built from :func:`benchmarks.synthetic.make_frames` with its
 metadata, per-issue scores, flags, clusters and three projections). Building and ingesting a real
 FiftyOne dataset of that size takes far longer than the benchmark, so the data-layer functions
 under the page caches are replaced for the run: ``views.samples_table`` returns the synthetic
@@ -36,8 +36,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from audit import constants as C
-from audit.bench.app_data import SyntheticApp, write_images
-from audit.bench.tables import check_out, write_tables
+from benchmarks.app_data import SyntheticApp, write_images
+from benchmarks.tables import check_out, write_tables
 
 SIZES = {"small": 2_000, "full": 100_000}  # synthetic samples per benchmark size
 FIRST_RENDER_TARGET_S = 2.0  # a page's first render must take less than this
@@ -92,7 +92,7 @@ def bench_app(*, size: str = "full", out: str | Path | None = None, progress: bo
     if size not in SIZES:
         raise ValueError(f"bench app: size must be one of {tuple(SIZES)}, got {size!r}")
     check_out(out, "app")
-    app = Path(__file__).resolve().parents[2] / "streamlit_app.py"
+    app = Path(__file__).resolve().parents[1] / "streamlit_app.py"
     if not app.is_file():
         raise ValueError(f"bench app: the Streamlit entry point {app} is missing")
     n = SIZES[size]

@@ -37,8 +37,8 @@ def _real_dataset(size: str, *, progress: bool) -> tuple[Any, str]:
         return None, (f"skipped: no dataset in ${DATASET_ENV}, no {C.DEMO_DATASET_NAME!r} "
                       f"dataset, and no demo checkpoint at {C.DEMO_CHECKPOINT} to build one "
                       "(train it with `python -m audit train-demo`)")
-    from audit.bench.findings import _dataset  # the finding benchmark's cached world
-    from audit.bench.worlds import bench_world
+    from benchmarks.findings import _dataset  # the finding benchmark's cached world
+    from benchmarks.worlds import bench_world
 
     ds = _dataset(bench_world("demo", size, progress=progress), progress=progress)
     return ds, ds.name

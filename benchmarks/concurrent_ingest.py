@@ -21,14 +21,14 @@ from typing import Any
 
 import pandas as pd
 
-from audit.bench.tables import check_out, write_tables
+from benchmarks.tables import check_out, write_tables
 
 SIZES = {"small": 2, "full": 20}  # repetitions per benchmark size
 N_IMAGES = 16  # images of the world each repetition ingests
 BATCH = 4  # images per batch; the interrupted ingest stores one batch
 IMGSZ = 320  # the demo checkpoint's training size
 TIMEOUT_S = 600  # seconds one ingest process may take
-REPO = Path(__file__).resolve().parents[2]  # where ``python -m audit`` is run
+REPO = Path(__file__).resolve().parents[1]  # where ``python -m audit`` is run
 
 
 class _Interrupt(Exception):
@@ -103,8 +103,8 @@ def bench_concurrent_ingest(*, size: str = "full", out: str | Path | None = None
         raise ValueError(f"bench concurrent-ingest: size must be one of {tuple(SIZES)}, "
                          f"got {size!r}")
     check_out(out, "concurrent-ingest")
-    from audit.bench.ingest_speed import _checkpoint
     from audit.world.generate import generate_world
+    from benchmarks.ingest_speed import _checkpoint
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-race-") as tmp:

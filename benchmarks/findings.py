@@ -1,6 +1,6 @@
 """Finding-power benchmark: this auditor vs FiftyOne Brain vs cleanlab ObjectLab on the demo world.
 
-The demo world's ``noise.csv`` is the truth (see :mod:`audit.bench.truth`). The world is
+The demo world's ``noise.csv`` is the truth (see :mod:`benchmarks.truth`). The world is
 ingested once with the committed demo checkpoint; all three methods then read the same
 predictions. Which score of each method is ranked for each injected error type:
 
@@ -24,7 +24,7 @@ Boxes a method leaves unscored (NaN) rank below all scored ones. A peer that rai
 as NaN with the exception as the reason.
 Boxes set by a shelf's book convention (group boxes, books left unlabelled) are neither errors
 nor clean labels and take no part in the box-level evaluation
-(:func:`audit.bench.truth.convention_rows`).
+(:func:`benchmarks.truth.convention_rows`).
 
 Targets printed with the tables: ours ahead of both peers (AUROC and AP) on every type and
 split, merge AUROC >= 0.90, image AP >= 1.3x the better peer's.
@@ -41,12 +41,12 @@ import numpy as np
 import pandas as pd
 
 from audit import constants as C
-from audit.bench.metrics import evaluate_boxes, evaluate_flags, evaluate_images
-from audit.bench.peers import PeerScores, brain_scores, objectlab_scores
-from audit.bench.tables import check_out, write_tables
-from audit.bench.truth import box_truth, convention_rows, image_truth, read_noise
-from audit.bench.worlds import DEMO_SIZES as SIZES
-from audit.bench.worlds import WORLD_NAMES, BenchWorld, bench_world
+from benchmarks.metrics import evaluate_boxes, evaluate_flags, evaluate_images
+from benchmarks.peers import PeerScores, brain_scores, objectlab_scores
+from benchmarks.tables import check_out, write_tables
+from benchmarks.truth import box_truth, convention_rows, image_truth, read_noise
+from benchmarks.worlds import DEMO_SIZES as SIZES
+from benchmarks.worlds import WORLD_NAMES, BenchWorld, bench_world
 
 CLEAN_FLAG_TARGET = 0.05  # share of val images with nothing planted that ours may flag
 FLAG_ISSUES = ("wrong_class", "bad_box", "spurious", "missing", "group_box")  # box-issue flags
@@ -109,7 +109,7 @@ def bench_findings(size: str = "full", out: str | Path | None = None, *, seed: i
     Args:
         size: "small" (40-image demo worlds, for tests) or "full" (the default demo world); the
             tree world has one size.
-        world: "demo", "clean", "trees" (:mod:`audit.bench.worlds`) or "all" (each in turn, in
+        world: "demo", "clean", "trees" (:mod:`benchmarks.worlds`) or "all" (each in turn, in
             this one run; the tables of each world are printed under its name, and ``out``
             gets a ``world`` column).
         out: also write the tables here: ``.json`` (all four tables) or ``.csv`` (one long table

@@ -36,7 +36,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from audit import constants as C
-from audit.bench.tables import check_out, write_tables
+from benchmarks.tables import check_out, write_tables
 
 SIZES = {"small": 40, "full": 300}  # demo-world images per benchmark size
 BENCH_IMGSZ = 320  # inference size of both (the demo checkpoint's training size)

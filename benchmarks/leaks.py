@@ -19,8 +19,8 @@ import pandas as pd
 from PIL import Image
 
 from audit import constants as C
-from audit.bench.leaks_peer import BRAIN_THRESHOLD, brain_leak_pairs
 from audit.leaks import DuplicateSummary, find_duplicates, shallow_block
+from benchmarks.leaks_peer import BRAIN_THRESHOLD, brain_leak_pairs
 
 # images in the world (None: the full demo world of bench/worlds.py) and copies planted; below
 # ~150 images a scene kind has too few look-alikes for the neighbourhood yardstick to settle
@@ -144,8 +144,8 @@ def bench_leaks(*, size: str = "full", out: Path | None = None,
                 seed: int = C.SEED) -> LeakBenchResult:
     """The leak benchmark on the demo world of ``size``; prints its figures (and writes the pairs
     to ``out`` as CSV when given)."""
-    from audit.bench.worlds import DEMO_IMGSZ, bench_world
     from audit.world.generate import current_world
+    from benchmarks.worlds import DEMO_IMGSZ, bench_world
 
     n_images, n_planted = SIZES[size]["n_images"], SIZES[size]["n_planted"]
     if n_images is None:

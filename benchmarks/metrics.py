@@ -50,7 +50,7 @@ def evaluate_boxes(truth: pd.DataFrame, scores: dict[str, dict[str, pd.Series] |
     """Box-level AUROC and AP for every (split, error type, method).
 
     Args:
-        truth: as returned by :func:`audit.bench.truth.box_truth` (``error_type``, ``split``,
+        truth: as returned by :func:`benchmarks.truth.box_truth` (``error_type``, ``split``,
             ``box_id``, ``is_error``).
         scores: per method either a dict ``error_type -> Series`` of box scores indexed by
             ``box_id`` (higher = more likely wrong; absent ids count as NaN), or a string: the
@@ -83,7 +83,7 @@ def evaluate_images(truth: pd.DataFrame, scores: dict[str, pd.Series | str], *,
     """Image-level AP, AUROC, precision@top_k and precision@k (k = min(top_k, n positives)).
 
     Args:
-        truth: as returned by :func:`audit.bench.truth.image_truth` (index ``sample_id``,
+        truth: as returned by :func:`benchmarks.truth.image_truth` (index ``sample_id``,
             ``split``, ``has_error``).
         scores: per method a Series of image scores indexed by ``sample_id`` (higher = more
             likely holds an error), or the string reason the method failed.

@@ -8,7 +8,7 @@ sample, so ``(workers - 1) * n_contested`` conflicts are planted. Afterwards the
 dataset are checked: no applied decision lost, none duplicated, every sample's revision equal to
 its number of applied decisions, conflicts detected equal to conflicts planted.
 
-Run: ``python -m audit.bench.review_load --n 10000 --workers 4``.
+Run: ``python -m benchmarks.review_load --n 10000 --workers 4``.
 """
 
 from __future__ import annotations
@@ -280,7 +280,7 @@ def bench_review_load(n: int = 10_000, workers: int = 4, *, conflict_share: floa
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry: run the benchmark and print its figures; exit 1 if a check fails."""
-    p = argparse.ArgumentParser(prog="python -m audit.bench.review_load")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.review_load")
     p.add_argument("--n", type=int, default=10_000)
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--conflict-share", type=float, default=CONFLICT_SHARE)

@@ -1,7 +1,7 @@
 """Speed benchmark of the audits (``python -m audit bench speed``).
 
 Part one times every audit of :mod:`audit.pipeline` on seeded synthetic frames
-(:func:`audit.bench.synthetic.make_frames`: 448-d embeddings, ~7 ground-truth and ~15 predicted
+(:func:`benchmarks.synthetic.make_frames`: 448-d embeddings, ~7 ground-truth and ~15 predicted
 boxes per image, 64-d box features): metadata, mistakenness, inconsistency, each 2-D projection,
 clustering, the insights, and the whole :func:`audit.pipeline.run_all`. Each stage runs in its
 own fresh child process (from a fork server) that receives the inputs, so a stage starts with the
@@ -11,7 +11,7 @@ what the stage allocates, numpy / BLAS buffers included. Numba compiles UMAP's f
 every fresh process: the UMAP stage (and ``run_all``) include that compilation, as a fresh
 ``python -m audit score`` does (the first run on a machine also fills numba's on-disk cache).
 
-Part two (:mod:`audit.bench.brain_speed`) times our mistakenness against FiftyOne Brain's
+Part two (:mod:`benchmarks.brain_speed`) times our mistakenness against FiftyOne Brain's
 ``compute_mistakenness`` on one real ingested dataset (``$AUDIT_BENCH_DATASET``, else the demo).
 
 Timings on a shared machine are noisy: compare ratios measured in one run, not runs.
@@ -36,8 +36,8 @@ from numpy.typing import NDArray
 from tqdm.auto import tqdm
 
 from audit import constants as C
-from audit.bench.brain_speed import compare_with_brain
-from audit.bench.tables import check_out, write_tables
+from benchmarks.brain_speed import compare_with_brain
+from benchmarks.tables import check_out, write_tables
 
 SIZES = {"small": 2_000, "full": 100_000}  # synthetic samples per benchmark size
 SUITE_TARGET_S = 60.0  # metadata + run_all at the full size must take less than this
@@ -156,8 +156,8 @@ def bench_speed(*, size: str = "full", out: str | Path | None = None, progress: 
 
 def _build_inputs(n: int) -> _Inputs:
     """Synthetic frames of ``n`` samples; the samples frame carries the metadata columns."""
-    from audit.bench.synthetic import make_frames
     from audit.metadata import sample_metadata
+    from benchmarks.synthetic import make_frames
 
     frames = make_frames(n, seed=C.SEED)
     samples = frames.samples.drop(columns=["truth_cluster"])

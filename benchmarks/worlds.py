@@ -17,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import audit.world
 from audit import constants as C
 
-TREES_CHECKPOINT = Path(__file__).resolve().parents[1] / "world" / "trees_yolo11n.pt"
+TREES_CHECKPOINT = Path(audit.world.__file__).resolve().parent / "trees_yolo11n.pt"
 SHAPES_CHECKPOINT = TREES_CHECKPOINT.with_name("shapes_yolo11n.pt")
 SHAPES_IMGSZ = 192  # the shapes checkpoint's training size (the images' side)
 TREES_IMGSZ = 416  # the tree checkpoint's training size (tiles are about 400 px)

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from audit.bench.synthetic import make_frames
 from audit.insight import Insight
 from audit.pipeline import AuditResult, class_recall, run_all
+from benchmarks.synthetic import make_frames
 from tests.builders import boxes_frame, empty_boxes, gt, pred, samples_frame
 
 BOX_SCORES = ["wrong_class_score", "bad_box_score", "spurious_score", "missing_score",

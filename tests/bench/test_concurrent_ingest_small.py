@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from audit.bench.concurrent_ingest import N_IMAGES, race_once, summary
+from benchmarks.concurrent_ingest import N_IMAGES, race_once, summary
 
 
 def test_summary_counts_repetitions_with_a_duplicate_or_a_failure() -> None:
@@ -20,8 +20,8 @@ def test_summary_counts_repetitions_with_a_duplicate_or_a_failure() -> None:
 @pytest.mark.slow
 def test_two_resume_processes_store_each_image_once(tmp_path: Path) -> None:
     pytest.importorskip("ultralytics")
-    from audit.bench.ingest_speed import _checkpoint
     from audit.world.generate import generate_world
+    from benchmarks.ingest_speed import _checkpoint
 
     world = tmp_path / "world"
     generate_world(world, n_images=N_IMAGES, progress=False)

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audit.bench.metrics import evaluate_boxes, evaluate_images, precision_at, ranked
-from audit.bench.truth import (
+from benchmarks.metrics import evaluate_boxes, evaluate_images, precision_at, ranked
+from benchmarks.truth import (
     ERROR_TYPES,
     box_truth,
     convention_rows,
@@ -140,7 +140,7 @@ def test_an_image_with_a_convention_and_an_injected_error_stays_positive(noise):
     assert has.to_dict() == {"a": True}
 
 def test_flag_precision_and_recall_count_absent_boxes_as_unflagged():
-    from audit.bench.metrics import evaluate_flags
+    from benchmarks.metrics import evaluate_flags
 
     truth = pd.DataFrame({"split": ["val"] * 4 + ["train"] * 2,
                           "error_type": ["flip"] * 4 + ["shift"] * 2,
@@ -192,7 +192,7 @@ def _frame():
 
 
 def test_objectlab_scores_point_the_right_way():
-    from audit.bench.peers import objectlab_scores
+    from benchmarks.peers import objectlab_scores
 
     scores = objectlab_scores(_frame(), ["s1", "s2", "s3"], progress=False)
     box = scores.boxes
@@ -208,7 +208,7 @@ def test_objectlab_scores_point_the_right_way():
 def test_brain_scores_leave_the_dataset_untouched():
     import fiftyone as fo
 
-    from audit.bench.peers import brain_scores
+    from benchmarks.peers import brain_scores
 
     ds = fo.Dataset()
     frame = _frame()
@@ -234,7 +234,7 @@ def test_brain_scores_leave_the_dataset_untouched():
 
 
 def test_run_bench_rejects_unknown_names():
-    from audit.bench import run_bench
+    from benchmarks import run_bench
 
     with pytest.raises(ValueError, match="unknown benchmark"):
         run_bench("nope")
@@ -252,7 +252,7 @@ def test_cli_takes_a_world_seed_for_findings_and_leaks_only(capsys):
 
 
 def test_another_seed_gets_its_own_world_and_dataset_name(monkeypatch, tmp_path):
-    from audit.bench import worlds
+    from benchmarks import worlds
 
     monkeypatch.setattr(worlds.C, "AUDIT_HOME", tmp_path)
     drawn = []
@@ -271,8 +271,8 @@ def test_another_seed_gets_its_own_world_and_dataset_name(monkeypatch, tmp_path)
 
 @pytest.mark.slow
 def test_small_benchmark_end_to_end(tmp_path):
-    from audit.bench import run_bench
-    from audit.bench.findings import PEERS
+    from benchmarks import run_bench
+    from benchmarks.findings import PEERS
 
     out = tmp_path / "findings.json"
     report = run_bench("findings", size="small", out=out)
@@ -309,7 +309,7 @@ def test_small_benchmark_end_to_end(tmp_path):
 
 
 def test_a_type_the_world_cannot_hold_makes_no_target():
-    from audit.bench.findings import check_targets
+    from benchmarks.findings import check_targets
 
     rows = [{"split": "val", "error_type": "flip", "method": m, "auroc": math.nan, "ap": math.nan,
              "n_pos": 0, "n_neg": 5, "coverage": 1.0, "reason": "no positives"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from audit.bench.leaks import plant_copies, score_planted
+from benchmarks.leaks import plant_copies, score_planted
 
 
 def test_score_counts_found_and_false_pairs():
@@ -35,7 +35,7 @@ def test_plant_copies_resizes_and_refuses_too_many(tmp_path):
 @pytest.mark.slow
 def test_small_leak_benchmark_finds_every_copy():
     pytest.importorskip("ultralytics")
-    from audit.bench import run_bench
+    from benchmarks import run_bench
 
     result = run_bench("leaks", size="small")
     assert result.found == len(result.planted) == 4  # 150 images, 4 copies

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from audit.bench.review_load import SEQUENCE, plan_tasks
+from benchmarks.review_load import SEQUENCE, plan_tasks
 
 
 @pytest.mark.parametrize(("n", "workers", "error"), [
@@ -41,7 +41,7 @@ def test_plan_splits_every_decision_once(n, workers):
 
 def test_small_review_load_loses_and_duplicates_nothing(tmp_path):
     pytest.importorskip("fiftyone")
-    from audit.bench.review_load import bench_review_load
+    from benchmarks.review_load import bench_review_load
 
     result = bench_review_load(400, 4, home=tmp_path)
     print(result.summary())

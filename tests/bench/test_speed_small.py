@@ -22,8 +22,8 @@ def _positive_finite(values) -> bool:
 
 @pytest.mark.slow
 def test_speed_small_times_every_stage(tmp_path, monkeypatch):
-    from audit.bench import run_bench, speed
-    from audit.bench.speed import STAGES
+    from benchmarks import run_bench, speed
+    from benchmarks.speed import STAGES
 
     # the "small" run with half its samples: t-SNE and UMAP (each run twice, alone and inside
     # run_all) dominate it, and the test should stay near a minute on two cores
@@ -52,8 +52,8 @@ def test_speed_small_times_every_stage(tmp_path, monkeypatch):
 def test_ingest_small_compares_with_bare_predict(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("ultralytics")
-    from audit.bench import run_bench
-    from audit.bench.ingest_speed import SIZES
+    from benchmarks import run_bench
+    from benchmarks.ingest_speed import SIZES
 
     out = tmp_path / "ingest.csv"
     report = run_bench("ingest", size="small", out=out)
@@ -67,8 +67,8 @@ def test_ingest_small_compares_with_bare_predict(tmp_path):
 
 @pytest.mark.slow
 def test_app_small_times_both_pages(tmp_path):
-    from audit.bench import run_bench
-    from audit.bench.app_speed import NEXT_CLICKS
+    from benchmarks import run_bench
+    from benchmarks.app_speed import NEXT_CLICKS
 
     out = tmp_path / "app.json"
     report = run_bench("app", size="small", out=out)
@@ -83,9 +83,9 @@ def test_app_small_times_both_pages(tmp_path):
 
 
 def test_benchmarks_reject_bad_output_suffix(tmp_path):
-    from audit.bench.app_speed import bench_app
-    from audit.bench.ingest_speed import bench_ingest
-    from audit.bench.speed import bench_speed
+    from benchmarks.app_speed import bench_app
+    from benchmarks.ingest_speed import bench_ingest
+    from benchmarks.speed import bench_speed
 
     for bench in (bench_speed, bench_ingest, bench_app):
         with pytest.raises(ValueError, match=r"json or \.csv"):
@@ -98,9 +98,9 @@ def test_synthetic_app_flags_by_the_scorers_rule():
     """The app benchmark's synthetic flags follow :func:`audit.mistakenness.is_flagged`: a
     prediction scored over the missing threshold but fainter than the confidence floor flags
     neither its box nor its sample."""
-    from audit.bench.app_data import SyntheticApp
     from audit.data.views import BOX_ISSUES
     from audit.mistakenness import is_flagged
+    from benchmarks.app_data import SyntheticApp
 
     app = SyntheticApp.build(300, ["a.jpg"], seed=0)
     boxes = app.boxes

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audit.bench.tables import check_out, write_tables
+from benchmarks.tables import check_out, write_tables
 
 A = pd.DataFrame({"method": ["ours", "peer"], "seconds": [1.5, np.nan]})
 B = pd.DataFrame({"target": ["x <= 1"], "holds": [True]})

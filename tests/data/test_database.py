@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def small_ds():
-    from audit.bench.review_load import build_review_dataset
+    from benchmarks.review_load import build_review_dataset
 
     ds = build_review_dataset(f"database-{uuid.uuid4().hex[:8]}", 2)
     ds.persistent = True

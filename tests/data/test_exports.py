@@ -25,7 +25,7 @@ N_SAMPLES, N_BOXES, N_CROWD = 4, 3, 2  # build_review_dataset: 3 boxes per sampl
 @pytest.fixture
 def ds(tmp_path: Path) -> Iterator[object]:
     """Four samples (PNG files), three gt boxes each, the first box of two samples a crowd box."""
-    from audit.bench.review_load import build_review_dataset
+    from benchmarks.review_load import build_review_dataset
 
     ds = build_review_dataset(f"exports-{uuid.uuid4().hex[:8]}", N_SAMPLES,
                               image_dir=tmp_path / "images")

@@ -20,7 +20,7 @@ pytest.importorskip("fiftyone")
 @pytest.fixture
 def ds() -> Iterator[object]:
     """Six samples, three scored gt boxes and three scored predictions each."""
-    from audit.bench.review_load import build_review_dataset
+    from benchmarks.review_load import build_review_dataset
 
     ds = build_review_dataset(f"relabel-{uuid.uuid4().hex[:8]}", 6)
     yield ds

@@ -69,8 +69,8 @@ def _run_two(name: str, home: Path, tasks: tuple[list[dict], list[dict]]) -> lis
 @pytest.fixture
 def review_ds():
     """A fresh 3-box-per-sample dataset in the auditor's schema (review fields declared)."""
-    from audit.bench.review_load import build_review_dataset
     from audit.data.review_store import ensure_review_fields
+    from benchmarks.review_load import build_review_dataset
 
     ds = build_review_dataset(f"conflicts-{uuid.uuid4().hex[:8]}", N_SAMPLES)
     ensure_review_fields(ds)

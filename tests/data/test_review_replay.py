@@ -37,9 +37,9 @@ def _crash_after_log(monkeypatch: pytest.MonkeyPatch, ds, decision) -> None:
 def test_the_command_line_export_carries_a_decision_a_crash_cut_short(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     from audit.__main__ import main
-    from audit.bench.review_load import build_review_dataset
     from audit.data.review_log import list_decisions
     from audit.reviews import Decision
+    from benchmarks.review_load import build_review_dataset
 
     ds = build_review_dataset(f"replay-export-{uuid.uuid4().hex[:8]}", 2)
     try:

@@ -22,7 +22,7 @@ WIDTH, HEIGHT = 320, 240  # build_review_dataset's image size
 @pytest.fixture
 def review_ds() -> Iterator[object]:
     """Two samples, three gt boxes each, classes ball / crate / book stored in the info."""
-    from audit.bench.review_load import build_review_dataset
+    from benchmarks.review_load import build_review_dataset
 
     ds = build_review_dataset(f"review-store-{uuid.uuid4().hex[:8]}", 2)
     yield ds

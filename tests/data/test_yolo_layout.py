@@ -13,8 +13,8 @@ fo = pytest.importorskip("fiftyone")
 
 @pytest.mark.parametrize("split_folders", [False, True])
 def test_yolo_export_has_one_folder_per_split(tmp_path: Path, split_folders: bool) -> None:
-    from audit.bench.review_load import build_review_dataset
     from audit.data.exports import export
+    from benchmarks.review_load import build_review_dataset
 
     ds = build_review_dataset(f"yolo-layout-{uuid.uuid4().hex[:8]}", 4,
                               image_dir=tmp_path / "images")
