@@ -50,7 +50,10 @@ def test_a_mixed_convention_insight_names_the_group_box_issue() -> None:
     assert insight.to_dict()["issue"] == "group_box"
 
 
-def test_from_the_conventions_card_triage_opens_the_most_group_boxed_image(tmp_path) -> None:
+@pytest.mark.parametrize("stored_issue", [{"issue": "group_box"}, {}],
+                         ids=["names its issue", "stored before insights named one"])
+def test_from_the_conventions_card_triage_opens_the_most_group_boxed_image(
+        tmp_path, stored_issue: dict) -> None:
     import fiftyone as fo
 
     name = f"app-test-queue-order-{next(_names)}"
@@ -62,7 +65,7 @@ def test_from_the_conventions_card_triage_opens_the_most_group_boxed_image(tmp_p
         info["audit"]["insights"] = [{
             "kind": "inconsistency", "title": "book: mixed box conventions", "severity": 0.9,
             "sentence": "book is labelled two ways.", "cluster": None, "label": "book",
-            "sample_ids": ids[:10], "stats": {}, "evidence": {}, "issue": "group_box"}]
+            "sample_ids": ids[:10], "stats": {}, "evidence": {}, **stored_issue}]
         ds.info = info
         ds.save()
         at = AppTest.from_file(APP, default_timeout=120).run()
