@@ -94,7 +94,7 @@ def plant_copies(world: Path, out: Path, n_planted: int, *, seed: int = C.SEED,
 def embed(paths: list[Path], checkpoint: Path, imgsz: int) -> np.ndarray:
     """Image embeddings ``(n, D)`` as ingest computes them (pooled hooked layers)."""
     from audit.data.checkpoint import load_detector
-    from audit.data.inputs import open_image, rgb_array
+    from audit.data.images import open_image, rgb_array
 
     detector = load_detector(checkpoint)
     rows = []

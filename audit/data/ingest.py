@@ -29,15 +29,9 @@ from tqdm.auto import tqdm
 from audit import constants as C
 from audit.data import store
 from audit.data.checkpoint import file_digest
+from audit.data.images import open_image, rgb_array
 from audit.data.ingest_check import check_labels_unchanged
-from audit.data.inputs import (
-    CocoSplit,
-    ImageRecord,
-    check_class_names,
-    open_image,
-    read_coco_split,
-    rgb_array,
-)
+from audit.data.inputs import CocoSplit, ImageRecord, check_class_names, read_coco_split
 from audit.data.sample_docs import add_sample_docs, sample_doc
 from audit.data.store_create import create_or_load, ensure_unique_filepaths
 from audit.decoys import background_probes
@@ -95,7 +89,7 @@ def _check_resume(ds: fo.Dataset, settings: dict[str, Any]) -> None:
 
 def decode_image(rec: ImageRecord) -> NDArray[np.uint8]:
     """Decode one image as ``HxWx3`` uint8 RGB with EXIF orientation applied (16-bit greyscale
-    scaled to 8 bit as ultralytics reads it, see :func:`audit.data.inputs.rgb_array`).
+    scaled to 8 bit as ultralytics reads it, see :func:`audit.data.images.rgb_array`).
 
     Raises:
         ValueError: naming the file, when it cannot be decoded or its size is not the header's.

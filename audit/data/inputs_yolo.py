@@ -14,7 +14,8 @@ import numpy as np
 import yaml
 
 from audit import constants as C
-from audit.data.inputs import CocoSplit, Problems, build_record, check_box, image_size, is_id
+from audit.data.images import image_size
+from audit.data.inputs import CocoSplit, Problems, build_record, check_box, is_id
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # images in folders
 

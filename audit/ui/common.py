@@ -11,7 +11,7 @@ from PIL import Image
 from pymongo.errors import ConnectionFailure
 
 from audit.data.database import database_lost
-from audit.data.inputs import open_image, rgb_array
+from audit.data.images import open_image, rgb_array
 from audit.ui import cache, draw
 from audit.ui.state import get_state
 
@@ -44,7 +44,7 @@ def shown_errors(what: str) -> Iterator[None]:
 
 def load_image(path: str) -> Image.Image:
     """Open an image file as the model saw it at ingest: RGB, EXIF orientation applied, 16-bit
-    greyscale scaled to 8 bit (:func:`audit.data.inputs.rgb_array`); raises FileNotFoundError /
+    greyscale scaled to 8 bit (:func:`audit.data.images.rgb_array`); raises FileNotFoundError /
     OSError with the path."""
     with open_image(path) as img:
         return Image.fromarray(rgb_array(img))

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from audit.data.images import image_size
 from audit.data.ingest import batch_metadata, decode_image
-from audit.data.inputs import build_record, image_size
+from audit.data.inputs import build_record
 
 
 def _grey16(path: Path, height: int = 48, width: int = 64) -> np.ndarray:

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from audit.data.images import image_size
 from audit.data.inputs import (
     MAX_PROBLEMS,
     check_class_names,
-    image_size,
     read_coco_split,
 )
 from audit.data.inputs_yolo import read_data_yaml
