@@ -37,7 +37,9 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from audit import constants as C
+from audit.boxes import box_area
 from audit.decoys import origin_id, plant_decoys
+from audit.frames import robust_z, xyxy
 from audit.inconsistency import score_inconsistency
 from audit.mistakenness import is_flagged, score_boxes
 from audit.neighbours import background_likeness, l2_normalise
@@ -372,15 +374,10 @@ def background_evidence(frame: pd.DataFrame, boxes: pd.DataFrame, box_features: 
 
 def size_evidence(frame: pd.DataFrame, boxes: pd.DataFrame) -> NDArray:
     """Per row of ``frame``: how much larger a label is than its class's labels use to be, as
-    a robust z of its log area within the class (median, 1.4826 MAD; 0 for a class of one
-    size), NaN for other rows. Data-derived: no size is assumed."""
+    a robust z of its log area within the class (:func:`audit.frames.robust_z`; 0 for a class of
+    one size), NaN for other rows. Data-derived: no size is assumed."""
     gt = boxes[(boxes["source"] == "gt").to_numpy()]
-    area = np.log(np.maximum((gt["x2"] - gt["x1"]).to_numpy(float)
-                             * (gt["y2"] - gt["y1"]).to_numpy(float), 1e-6))
-    z = pd.Series(area, index=gt["box_id"].astype(str).to_numpy())
-    for _, idx in gt.groupby(gt["label"].astype(str)).indices.items():
-        a = area[idx]
-        mad = 1.4826 * np.median(np.abs(a - np.median(a)))
-        z.iloc[idx] = (a - np.median(a)) / mad if mad > 0 else 0.0
-    return z.reindex(frame.index.astype(str)).to_numpy(float)
-
+    area = np.log(np.maximum(box_area(xyxy(gt)), 1e-6))
+    z = robust_z(area, pd.factorize(gt["label"].astype(str))[0])
+    return pd.Series(z, index=gt["box_id"].astype(str).to_numpy()).reindex(
+        frame.index.astype(str)).to_numpy(float)
