@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 N_SAMPLES = 24
 CLASSES = ("book", "cup", "person")
 APP_DATASET = "app-test-scored"
+APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")  # the app the pages run in
 IMG_W, IMG_H = 320, 240
 
 
@@ -89,3 +90,13 @@ def app_dataset(tmp_path_factory) -> str:
     """Name of the scored test dataset (built once per session)."""
     build_app_dataset(tmp_path_factory.mktemp("app-images"))
     return APP_DATASET
+
+
+def start_on(name: str):
+    """The app (Streamlit's ``AppTest``), run once with dataset ``name`` picked on the Start
+    page."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.selectbox(key="start_dataset").set_value(name).run()
+    return at

@@ -4,18 +4,16 @@ keep network order, and the heat maps come with their colour scale."""
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import build_app_dataset
+from tests.app.conftest import build_app_dataset, start_on
 
 pytest.importorskip("fiftyone")
 from streamlit.testing.v1 import AppTest
 
 from tests.app.test_pages import _checkpoint, _record_model
 
-APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 _names = itertools.count()
 
 
@@ -27,8 +25,7 @@ def analysis(tmp_path) -> AppTest:
     name = f"app-test-analysis-{next(_names)}"
     build_app_dataset(tmp_path / "images", name)
     _record_model(name, _checkpoint(tmp_path / "tiny.pt"))
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    at.selectbox(key="start_dataset").set_value(name).run()
+    at = start_on(name)
     at.switch_page("pages/sample_analysis.py").run()
     assert not at.exception, at.exception
     yield at

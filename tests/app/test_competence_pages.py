@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import build_app_dataset
+from tests.app.conftest import build_app_dataset, start_on
 from tests.builders import boxes_frame, gt, pred, samples_frame
 
 pytest.importorskip("fiftyone")
@@ -15,7 +14,6 @@ from streamlit.testing.v1 import AppTest
 
 from audit.competence import model_competence
 
-APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 _names = itertools.count()
 
 
@@ -45,8 +43,7 @@ def weak_dataset(tmp_path) -> tuple[str, list[str]]:
 
 def _open(dataset: str, page: str | None = None) -> AppTest:
     """Run the app, pick ``dataset`` and switch to ``page``."""
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    at.selectbox(key="start_dataset").set_value(dataset).run()
+    at = start_on(dataset)
     if page:
         at.switch_page(page).run()
     assert not at.exception, at.exception

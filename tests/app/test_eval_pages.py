@@ -4,16 +4,14 @@ handed to triage on its boxes, the PR curves and the stored FiftyOne evaluation 
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import N_SAMPLES, build_app_dataset
+from tests.app.conftest import N_SAMPLES, build_app_dataset, start_on
 
 pytest.importorskip("fiftyone")
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 N_VAL = len(range(0, N_SAMPLES, 3))  # sample k is in val when k % 3 == 0
 _names = itertools.count()
 
@@ -29,8 +27,7 @@ def dataset(tmp_path):
 
 
 def _overview(name: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    at.selectbox(key="start_dataset").set_value(name).run()
+    at = start_on(name)
     at.switch_page("pages/overview.py").run()
     assert not at.exception, at.exception
     return at

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import build_app_dataset
+from tests.app.conftest import build_app_dataset, start_on
 
 pytest.importorskip("fiftyone")
 from streamlit.testing.v1 import AppTest
 
 from audit.data import app_launch
 
-APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 _names = itertools.count()
 
 
@@ -32,8 +30,7 @@ def insights_page(tmp_path) -> AppTest:
         "evidence": {}}]
     ds.info = info
     ds.save()
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    at.selectbox(key="start_dataset").set_value(name).run()
+    at = start_on(name)
     at.switch_page("pages/insights.py").run()
     assert not at.exception, at.exception
     yield at

@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import build_app_dataset
+from tests.app.conftest import build_app_dataset, start_on
 
 pytest.importorskip("fiftyone")
-from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 
 
 def test_a_scoring_cut_short_is_shown_as_such(tmp_path: Path) -> None:
@@ -25,8 +23,7 @@ def test_a_scoring_cut_short_is_shown_as_such(tmp_path: Path) -> None:
         ds.set_values("mistakenness_score", [0.0] * len(ds))  # part of the new scores ...
         raise KeyboardInterrupt  # ... then the process is stopped
     try:
-        at = AppTest.from_file(APP, default_timeout=120).run()
-        at.selectbox(key="start_dataset").set_value(name).run()
+        at = start_on(name)
         assert not at.exception, at.exception
         assert any("did not finish" in e.value and name in e.value for e in at.error)
         assert not any("Scored at" in s.value for s in at.success)

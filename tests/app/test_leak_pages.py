@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from tests.app.conftest import build_app_dataset
+from tests.app.conftest import build_app_dataset, start_on
 
 pytest.importorskip("fiftyone")
 from streamlit.testing.v1 import AppTest
 
 from audit.leaks import duplicate_insights, find_duplicates
-
-APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 
 
 @pytest.fixture
@@ -39,8 +35,7 @@ def leaky(tmp_path) -> tuple[str, str, str]:
 
 
 def _insights_page(name: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    at.selectbox(key="start_dataset").set_value(name).run()
+    at = start_on(name)
     at.switch_page("pages/insights.py").run()
     assert not at.exception, at.exception
     return at

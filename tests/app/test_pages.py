@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import CLASSES, N_SAMPLES, build_app_dataset
+from tests.app.conftest import APP, CLASSES, N_SAMPLES, build_app_dataset
 
 pytest.importorskip("fiftyone")
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 _names = itertools.count()
 
 

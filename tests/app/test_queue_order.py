@@ -4,18 +4,15 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from audit.inconsistency import class_conventions, convention_insights
 from audit.ui.queue import build_queue
 from audit.ui.state import TriageFilter
-from tests.app.conftest import N_SAMPLES, build_app_dataset
+from tests.app.conftest import N_SAMPLES, build_app_dataset, start_on
 
-APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 _names = itertools.count()
 
 
@@ -68,8 +65,7 @@ def test_from_the_conventions_card_triage_opens_the_most_group_boxed_image(
             "sample_ids": ids[:10], "stats": {}, "evidence": {}, **stored_issue}]
         ds.info = info
         ds.save()
-        at = AppTest.from_file(APP, default_timeout=120).run()
-        at.selectbox(key="start_dataset").set_value(name).run()
+        at = start_on(name)
         at.switch_page("pages/insights.py").run()
         at.button(key="insights_triage_0").click().run()
         assert not at.exception, at.exception

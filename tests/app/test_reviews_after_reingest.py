@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import build_app_dataset
+from tests.app.conftest import build_app_dataset, start_on
 
 pytest.importorskip("fiftyone")
-from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 
 
 def test_orphaned_decisions_are_announced_and_reapplied(tmp_path: Path) -> None:
@@ -28,8 +26,7 @@ def test_orphaned_decisions_are_announced_and_reapplied(tmp_path: Path) -> None:
                                  action="delete", reviewer="ana", base_revision=0))
     ds = build_app_dataset(tmp_path / "images", name)  # deleted and built again: new ids
     try:
-        at = AppTest.from_file(APP, default_timeout=120).run()
-        at.selectbox(key="start_dataset").set_value(name).run()
+        at = start_on(name)
         assert not at.exception, at.exception
         assert any("1 decision(s) on samples no longer in this dataset" in w.value
                    for w in at.warning)

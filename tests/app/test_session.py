@@ -5,16 +5,14 @@ build."""
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import build_app_dataset
+from tests.app.conftest import APP, build_app_dataset, start_on
 
 fo = pytest.importorskip("fiftyone")
 
-APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 
 
 @pytest.fixture
@@ -27,8 +25,7 @@ def last_name(tmp_path) -> str:
 
 
 def test_a_reload_keeps_the_dataset_and_the_reviewer(last_name):
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    at.selectbox(key="start_dataset").set_value(last_name).run()
+    at = start_on(last_name)
     at.text_input(key="app_reviewer").set_value("ana").run()
     assert dict(at.query_params) == {"dataset": last_name, "reviewer": "ana"}  # in the URL
     reloaded = AppTest.from_file(APP, default_timeout=120)  # a new session, the same URL

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import N_SAMPLES, build_app_dataset
+from tests.app.conftest import N_SAMPLES, build_app_dataset, start_on
 
 pytest.importorskip("fiftyone")
 from streamlit.testing.v1 import AppTest
 
 from audit.ui.settings import PANEL_FIELDS, widget_key
 
-APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 _names = itertools.count()
 
 
@@ -28,8 +26,7 @@ def dataset(tmp_path) -> str:
 
 def _open(name: str) -> AppTest:
     """The Start page with ``name`` picked."""
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    at.selectbox(key="start_dataset").set_value(name).run()
+    at = start_on(name)
     assert not at.exception, at.exception
     return at
 

@@ -4,16 +4,14 @@ dismissed prediction marked and said so, a note that stays with its own image.""
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import build_app_dataset
+from tests.app.conftest import build_app_dataset, start_on
 
 pytest.importorskip("fiftyone")
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 _names = itertools.count()
 
 
@@ -27,8 +25,7 @@ def dataset(tmp_path) -> str:
 
 def _triage(name: str) -> AppTest:
     """The app on the triage page of dataset ``name``."""
-    at = AppTest.from_file(APP, default_timeout=120).run()
-    at.selectbox(key="start_dataset").set_value(name).run()
+    at = start_on(name)
     at.text_input(key="app_reviewer").set_value("ana").run()
     at.switch_page("pages/triage.py").run()
     assert not at.exception, at.exception
